@@ -1,0 +1,124 @@
+# sftkit - one Makefile, everything discovered by convention:
+#   tools/<tool>/*.c      -> bin/<tool>          (main() in tools/<tool>/<tool>.c)
+#   libcommon/*.c         -> build/libcommon.a
+#   kernels/*.cu          -> build/libsftcuda.a  (only with CUDA=1)
+#   tests/unit/test_*.c   -> build/tests/test_*  (cmocka)
+#   tests/fuzz/fuzz_*.c   -> build-fuzz/fuzz_*   (libFuzzer, clang)
+#
+#   make            build all tools             make test       unit + CLI + doc tests
+#   make sanitize   tests under ASan+UBSan      make fuzz       short fuzz run of every target
+#   make deps       install Debian packages     make CUDA=1     also build CUDA kernels
+
+CC      ?= gcc
+SAN     ?= 0
+CUDA    ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+BINDIR  ?= build-san/bin
+OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD   ?= build
+BINDIR  ?= bin
+OPT     ?= -O2 -g
+endif
+
+PKGS    := libpcre2-8 libarchive jansson yaml-0.1 libcurl libzstd libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -larchive -ljansson -lyaml -lcurl -lzstd -lmicrohttpd)
+
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -fopenmp -MMD -MP \
+           -Ilibcommon $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lsnappy -lz -llzma -lbz2 -lxxhash -lutf8proc -lopenblas -lm -lpthread -fopenmp
+LDFLAGS += $(filter -fsanitize=%,$(OPT))
+
+ifeq ($(CUDA),1)
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_SRC  := $(wildcard kernels/*.cu)
+CU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(CU_SRC))
+CFLAGS  += -DSFT_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS  += $(if $(CU_OBJ),$(BUILD)/libsftcuda.a) -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lnccl -lstdc++
+NVFLAGS ?= -O3 -std=c++17 -arch=sm_90 -Ilibcommon --compiler-options -fPIC
+endif
+
+TOOLS    := $(notdir $(patsubst %/,%,$(wildcard tools/*/)))
+LIB_SRC  := $(wildcard libcommon/*.c)
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+TOOL_BIN := $(addprefix $(BINDIR)/,$(TOOLS))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+LIB      := $(BUILD)/libcommon.a
+
+.PHONY: all tools test unit-tests sanitize fuzz deps clean check-cuda test-gpu bench
+all: tools
+tools: $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+ifeq ($(CUDA),1)
+$(BUILD)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(BUILD)/libsftcuda.a: $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+CUDA_LIB := $(if $(CU_OBJ),$(BUILD)/libsftcuda.a)
+endif
+
+# Each tool: all .c files in its folder, linked against libcommon.
+define TOOL_RULE
+$(BINDIR)/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/$(1)/*.c)) $(LIB) $(CUDA_LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) -o $$@ $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/$(1)/*.c)) $(LIB) $(LDLIBS)
+endef
+$(foreach t,$(TOOLS),$(eval $(call TOOL_RULE,$(t))))
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIB) -lcmocka $(LDLIBS)
+
+unit-tests: $(UNIT_BIN)
+
+# The test command (README): unit tests, CLI golden tests, runnable doc examples.
+test: tools unit-tests
+	@BINDIR=$(BINDIR) BUILD=$(BUILD) tests/run-all.sh
+
+sanitize:
+	$(MAKE) SAN=1 test
+
+# ---- fuzzing (clang libFuzzer); FUZZ_TIME seconds per target ----
+FUZZ_TIME ?= 10
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Ilibcommon $(PKG_CFLAGS) -fopenmp
+build-fuzz/obj/%.o: libcommon/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build-fuzz/libcommon.a: $(patsubst libcommon/%.c,build-fuzz/obj/%.o,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libcommon.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libcommon.a $(LDLIBS)
+fuzz: $(FUZZ_BIN)
+	@tests/run-fuzz.sh $(FUZZ_TIME) $(FUZZ_BIN)
+
+deps:
+	scripts/install-deps.sh
+
+check-cuda:
+	@command -v nvcc >/dev/null || test -x /usr/local/cuda/bin/nvcc || { echo "nvcc not found: CUDA=1 needs the CUDA toolkit" >&2; exit 4; }
+
+# On a machine with a GPU: kernel parity tests (every kernel against its CPU twin).
+test-gpu: check-cuda
+	$(MAKE) CUDA=1 BUILD=build-cuda BINDIR=build-cuda/bin test
+
+clean:
+	rm -rf build build-san build-fuzz build-cuda bin
+
+-include $(LIB_OBJ:.o=.d) $(wildcard $(BUILD)/tools/*/*.d) $(wildcard $(BUILD)/tests/*.d)
