@@ -3,7 +3,7 @@
 #   libcommon/*.c         -> build/libcommon.a
 #   kernels/*.cu          -> build/libsftcuda.a  (only with CUDA=1)
 #   tests/unit/test_*.c   -> build/tests/test_*  (cmocka)
-#   tests/fuzz/fuzz_*.c   -> build-fuzz/fuzz_*   (libFuzzer, clang)
+#   tests/fuzz/fuzz_*.c   -> $(FUZZ_BUILD)/fuzz_*   (libFuzzer, clang)
 #
 #   make            build all tools             make test       unit + CLI + doc tests
 #   make sanitize   tests under ASan+UBSan      make fuzz       short fuzz run of every target
@@ -94,17 +94,18 @@ sanitize:
 
 # ---- fuzzing (clang libFuzzer); FUZZ_TIME seconds per target ----
 FUZZ_TIME ?= 10
+FUZZ_BUILD ?= build-fuzz
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Ilibcommon $(PKG_CFLAGS) -fopenmp
-build-fuzz/obj/%.o: libcommon/%.c
+$(FUZZ_BUILD)/obj/%.o: libcommon/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
-build-fuzz/libcommon.a: $(patsubst libcommon/%.c,build-fuzz/obj/%.o,$(LIB_SRC))
+$(FUZZ_BUILD)/libcommon.a: $(patsubst libcommon/%.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRC))
 	@rm -f $@
 	ar rcs $@ $^
-build-fuzz/%: tests/fuzz/%.c build-fuzz/libcommon.a
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libcommon.a $(LDLIBS)
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_BUILD)/libcommon.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libcommon.a $(LDLIBS)
 fuzz: $(FUZZ_BIN)
 	@tests/run-fuzz.sh $(FUZZ_TIME) $(FUZZ_BIN)
 
