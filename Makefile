@@ -120,6 +120,6 @@ test-gpu: check-cuda
 	$(MAKE) CUDA=1 BUILD=build-cuda BINDIR=build-cuda/bin test
 
 clean:
-	rm -rf build build-san build-fuzz build-cuda bin
+	rm -rf build build-* bin
 
 -include $(LIB_OBJ:.o=.d) $(wildcard $(BUILD)/tools/*/*.d) $(wildcard $(BUILD)/tests/*.d)
