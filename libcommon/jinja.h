@@ -21,6 +21,12 @@ typedef struct jinja_options {
 	int trim_blocks;    /* default on (set by jinja_options_init) */
 	int lstrip_blocks;  /* default on */
 	int keep_trailing_newline; /* default off, as jinja2 */
+	/* Resource limits (0 = default): a render fails with SFT_EXIT_DATA when exceeded, so
+	 * fuzzed or hostile templates cannot hang or exhaust memory. */
+	size_t max_output;  /* bytes of output, default 64 MiB */
+	size_t max_memory;  /* bytes of per-render scratch memory, default 1 GiB */
+	int max_depth;      /* nested macro calls / captures, default 200 */
+	long long max_steps; /* evaluation steps, default 100 million */
 } jinja_options;
 
 void jinja_options_init(jinja_options *o);
@@ -45,6 +51,9 @@ typedef struct jinja_span {
  *   undefined in strict mode, type errors -> SFT_EXIT_DATA with name:line:col. */
 int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t *out_len,
 		 jinja_span **spans, size_t *n_spans, sft_error *err);
+
+/* strftime_now() uses the current local time unless the environment variable
+ * SFT_JINJA_NOW="YYYY-MM-DDTHH:MM:SS" is set (tests fix it that way). */
 
 /* 1 if the template contains a {% generation %} block. */
 int jinja_has_generation(const jinja_template *t);

@@ -1,0 +1,1171 @@
+/* shard.c - the token-shard format (see shard.h for the API, docs/FORMAT.md for bytes).
+ * Assumes a little-endian host (checked at compile time where the compiler tells). */
+#include "shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "atomic.h"
+#include "jsonl.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "shard.c assumes a little-endian host"
+#endif
+
+static const char HDR_MAGIC[8] = {'S', 'F', 'T', 'K', 'S', 'H', 'R', 'D'};
+static const char FOOT_MAGIC[8] = {'S', 'F', 'T', 'K', 'F', 'O', 'O', 'T'};
+#define REC_TAG 0x31434552u /* "REC1" */
+#define END_TAG 0x31444e45u /* "END1" */
+#define REC_HDR 16
+#define SEG_SIZE 16
+#define END_SIZE 32
+#define MAX_TOKENS (1u << 30)
+#define MAX_SEGS (1u << 24)
+
+_Static_assert(sizeof(shard_segment) == SEG_SIZE, "segment layout");
+
+static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+static inline uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
+
+/* Bytes of a record body with these sizes, including its 16-byte header and padding. */
+static inline uint64_t rec_size(uint64_t n, uint64_t n_seg, unsigned width)
+{
+	return align8(REC_HDR + n_seg * SEG_SIZE + n * width + (n + 7) / 8);
+}
+
+void shard_hex16(const uint8_t b[16], char out[33])
+{
+	static const char hx[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[32] = 0;
+}
+
+static void canon128(uint8_t out[16], XXH128_hash_t h)
+{
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, h);
+	memcpy(out, c.digest, 16);
+}
+
+/* ---- header encode / decode ---- */
+
+static int header_fix(shard_header *h, sft_error *err)
+{
+	if (h->version == 0)
+		h->version = SHARD_VERSION;
+	if (h->version != SHARD_VERSION)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "shard writer: unsupported version %u", h->version);
+	if (h->token_width == 0)
+		h->token_width = (h->vocab_size > 0 && h->vocab_size <= 65536) ? 2 : 4;
+	if (h->token_width != 2 && h->token_width != 4)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "shard writer: token width %u (2 or 4)", h->token_width);
+	if (h->token_width == 2 && (h->vocab_size == 0 || h->vocab_size > 65536))
+		return sft_error_set(err, SFT_EXIT_INTERNAL,
+				     "shard writer: token width 2 needs a vocab size of 1..65536, got %u", h->vocab_size);
+	if (h->flags & ~(SHARD_PACKED | SHARD_PADDED))
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "shard writer: unknown flags 0x%x", h->flags);
+	if (h->vocab_size && (h->flags & SHARD_PADDED) && h->pad_id >= h->vocab_size)
+		return sft_error_set(err, SFT_EXIT_USAGE, "pad id %u >= vocab size %u", h->pad_id, h->vocab_size);
+	return 0;
+}
+
+static void header_encode(const shard_header *h, int is_file, uint8_t b[SHARD_HEADER_SIZE])
+{
+	memset(b, 0, SHARD_HEADER_SIZE);
+	memcpy(b, HDR_MAGIC, 8);
+	wr16(b + 8, (uint16_t)h->version);
+	b[10] = h->token_width;
+	b[11] = (uint8_t)(is_file ? 1 : 0);
+	wr32(b + 12, h->flags);
+	wr32(b + 16, h->vocab_size);
+	wr32(b + 20, h->seq_len);
+	wr32(b + 24, h->pad_id);
+	memcpy(b + 32, h->fingerprint, 16);
+	wr64(b + 56, XXH3_64bits(b, 56));
+}
+
+static int header_decode(const uint8_t *b, size_t got, const char *name, shard_header *h, sft_error *err)
+{
+	if (got < 8 || memcmp(b, HDR_MAGIC, 8) != 0)
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte 0: not an sftkit token shard: expected magic \"SFTKSHRD\"", name);
+	if (got < SHARD_HEADER_SIZE)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %zu: truncated header: expected %d bytes, got %zu",
+				     name, got, SHARD_HEADER_SIZE, got);
+	memset(h, 0, sizeof *h);
+	h->version = rd16(b + 8);
+	if (h->version != SHARD_VERSION)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 8: unsupported shard version %u (this build reads %d)",
+				     name, h->version, SHARD_VERSION);
+	if (rd64(b + 56) != XXH3_64bits(b, 56))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 56: header checksum mismatch", name);
+	h->token_width = b[10];
+	if (h->token_width != 2 && h->token_width != 4)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 10: token width %u: expected 2 or 4", name,
+				     h->token_width);
+	if (b[11] > 1)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 11: form %u: expected 0 (stream) or 1 (file)", name,
+				     b[11]);
+	h->is_file = b[11];
+	h->flags = rd32(b + 12);
+	if (h->flags & ~(SHARD_PACKED | SHARD_PADDED))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 12: unknown flags 0x%x", name, h->flags);
+	h->vocab_size = rd32(b + 16);
+	if (h->token_width == 2 && (h->vocab_size == 0 || h->vocab_size > 65536))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 16: vocab size %u does not fit token width 2", name,
+				     h->vocab_size);
+	h->seq_len = rd32(b + 20);
+	h->pad_id = rd32(b + 24);
+	memcpy(h->fingerprint, b + 32, 16);
+	return 0;
+}
+
+int shard_header_check_compatible(const shard_header *a, const char *name_a, const shard_header *b,
+				  const char *name_b, sft_error *err)
+{
+	static const uint8_t zero[16];
+	int az = !memcmp(a->fingerprint, zero, 16), bz = !memcmp(b->fingerprint, zero, 16);
+	if (!az && !bz && memcmp(a->fingerprint, b->fingerprint, 16)) {
+		char ha[33], hb[33];
+		shard_hex16(a->fingerprint, ha);
+		shard_hex16(b->fingerprint, hb);
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte 32: tokenizer fingerprint %s differs from %s (%s): inputs come from different tokenizers",
+				     name_b, hb, name_a, ha);
+	}
+	if (a->vocab_size && b->vocab_size && a->vocab_size != b->vocab_size)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte 16: vocab size %u differs from %s (%u)", name_b,
+				     b->vocab_size, name_a, a->vocab_size);
+	return 0;
+}
+
+/* ---- record validation shared by writer, reader and mmap ---- */
+
+/* Checks segment lengths against n / n_pad. */
+static int check_segments(const shard_segment *segs, size_t n_seg, size_t n, size_t n_pad, const char *name,
+			  uint64_t off, sft_error *err)
+{
+	if (n_pad > n)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad record: %zu pad tokens in a %zu-token row",
+				     name, off, n_pad, n);
+	if (n_seg == 0) {
+		if (n_pad)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": bad record: pad tokens without segments", name, off);
+		return 0;
+	}
+	uint64_t sum = 0;
+	for (size_t i = 0; i < n_seg; i++) {
+		if (segs[i].len == 0)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": bad segment lengths: segment %zu is empty", name, off, i);
+		sum += segs[i].len;
+	}
+	if (sum + n_pad != n)
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte %" PRIu64 ": bad segment lengths: segments sum to %" PRIu64
+				     " + %zu pad, expected %zu tokens",
+				     name, off, sum, n_pad, n);
+	return 0;
+}
+
+/* ---- writer ---- */
+
+struct shard_writer {
+	FILE *fp;
+	atomic_file *af; /* file form */
+	shard_header h;
+	XXH3_state_t *h64, *h128;
+	uint64_t off;
+	uint64_t *index;
+	size_t n_index, cap_index;
+	uint8_t *buf;
+	size_t cap_buf;
+	shard_counts counts;
+	int failed;
+};
+
+static int w_put(shard_writer *w, const void *p, size_t n, sft_error *err)
+{
+	if (n && fwrite(p, 1, n, w->fp) != n) {
+		w->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af ? w->af->path : "<stream>",
+				     strerror(errno));
+	}
+	XXH3_64bits_update(w->h64, p, n);
+	if (w->h128)
+		XXH3_128bits_update(w->h128, p, n);
+	w->off += n;
+	return 0;
+}
+
+static shard_writer *writer_new(FILE *fp, atomic_file *af, const shard_header *h, sft_error *err)
+{
+	shard_writer *w = calloc(1, sizeof *w);
+	if (!w) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		return NULL;
+	}
+	w->fp = fp;
+	w->af = af;
+	w->h = *h;
+	if (header_fix(&w->h, err) < 0) {
+		free(w);
+		return NULL;
+	}
+	w->h64 = XXH3_createState();
+	XXH3_64bits_reset(w->h64);
+	if (af) {
+		w->h128 = XXH3_createState();
+		XXH3_128bits_reset(w->h128);
+	}
+	uint8_t b[SHARD_HEADER_SIZE];
+	header_encode(&w->h, af != NULL, b);
+	if (w_put(w, b, sizeof b, err) < 0) {
+		XXH3_freeState(w->h64);
+		XXH3_freeState(w->h128);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+shard_writer *shard_writer_open_stream(FILE *fp, const shard_header *h, sft_error *err)
+{
+	return writer_new(fp, NULL, h, err);
+}
+
+shard_writer *shard_writer_open_file(const char *path, const shard_header *h, sft_error *err)
+{
+	atomic_file *af = atomic_open(path, err);
+	if (!af)
+		return NULL;
+	setvbuf(af->fp, NULL, _IOFBF, 1 << 20);
+	shard_writer *w = writer_new(af->fp, af, h, err);
+	if (!w)
+		atomic_abort(af);
+	return w;
+}
+
+const shard_counts *shard_writer_counts(const shard_writer *w) { return &w->counts; }
+
+int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
+{
+	const char *name = w->af ? w->af->path : "<stream>";
+	if (w->failed)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: write after a failed write", name);
+	if (r->n > MAX_TOKENS || r->n_seg > MAX_SEGS)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": %zu tokens / %zu segments is too large",
+				     name, w->counts.records, r->n, r->n_seg);
+	if (check_segments(r->segs, r->n_seg, r->n, r->n_pad, name, w->off, err) < 0)
+		return -SFT_EXIT_DATA;
+	unsigned width = w->h.token_width;
+	uint64_t size = rec_size(r->n, r->n_seg, width);
+	if (size > w->cap_buf) {
+		size_t nc = size + size / 2 + 64;
+		uint8_t *nb = realloc(w->buf, nc);
+		if (!nb)
+			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		w->buf = nb;
+		w->cap_buf = nc;
+	}
+	uint8_t *b = w->buf;
+	wr32(b, REC_TAG);
+	wr32(b + 4, (uint32_t)r->n);
+	wr32(b + 8, (uint32_t)r->n_seg);
+	wr32(b + 12, (uint32_t)r->n_pad);
+	if (r->n_seg)
+		memcpy(b + REC_HDR, r->segs, r->n_seg * SEG_SIZE);
+	uint8_t *tp = b + REC_HDR + r->n_seg * SEG_SIZE;
+	uint32_t vocab = w->h.vocab_size, maxv = 0;
+	if (width == 2) {
+		for (size_t i = 0; i < r->n; i++) {
+			uint32_t t = r->tokens[i];
+			maxv = t > maxv ? t : maxv;
+			wr16(tp + 2 * i, (uint16_t)t);
+		}
+	} else {
+		for (size_t i = 0; i < r->n; i++)
+			maxv = r->tokens[i] > maxv ? r->tokens[i] : maxv;
+		memcpy(tp, r->tokens, r->n * 4);
+	}
+	if (vocab && r->n && maxv >= vocab) {
+		for (size_t i = 0; i < r->n; i++)
+			if (r->tokens[i] >= vocab)
+				return sft_error_set(err, SFT_EXIT_DATA,
+						     "%s: record %" PRIu64 ": token %zu: id %u >= vocab size %u", name,
+						     w->counts.records, i, r->tokens[i], vocab);
+	}
+	uint8_t *mp = tp + r->n * width;
+	memset(mp, 0, size - (size_t)(mp - b));
+	uint64_t trained = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		uint8_t m = r->mask[i];
+		if (m > 1)
+			return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": token %zu: mask %u (0 or 1)", name,
+					     w->counts.records, i, m);
+		mp[i >> 3] |= (uint8_t)(m << (i & 7));
+		trained += m;
+	}
+	for (size_t i = r->n - r->n_pad; i < r->n; i++)
+		if (r->mask[i] || r->tokens[i] != w->h.pad_id)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: record %" PRIu64 ": token %zu: pad tokens must be pad id %u with mask 0",
+					     name, w->counts.records, i, w->h.pad_id);
+	if (w->af) {
+		if (w->n_index == w->cap_index) {
+			size_t nc = w->cap_index ? w->cap_index * 2 : 1024;
+			uint64_t *ni = realloc(w->index, nc * sizeof *ni);
+			if (!ni)
+				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			w->index = ni;
+			w->cap_index = nc;
+		}
+		w->index[w->n_index++] = w->off;
+	}
+	if (w_put(w, b, size, err) < 0)
+		return -SFT_EXIT_RUNTIME;
+	w->counts.records++;
+	w->counts.tokens += r->n;
+	w->counts.segments += r->n_seg;
+	w->counts.trained += trained;
+	w->counts.pad += r->n_pad;
+	return 0;
+}
+
+static void writer_free(shard_writer *w)
+{
+	XXH3_freeState(w->h64);
+	XXH3_freeState(w->h128);
+	free(w->index);
+	free(w->buf);
+	free(w);
+}
+
+void shard_writer_abort(shard_writer *w)
+{
+	if (!w)
+		return;
+	atomic_abort(w->af);
+	writer_free(w);
+}
+
+int shard_writer_close_ex(shard_writer *w, uint8_t checksum_out[16], shard_counts *counts_out, sft_error *err)
+{
+	if (!w)
+		return 0;
+	if (w->failed) {
+		shard_writer_abort(w);
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "shard writer: close after a failed write");
+	}
+	uint8_t e[END_SIZE] = {0};
+	wr32(e, END_TAG);
+	wr64(e + 8, w->counts.records);
+	wr64(e + 16, w->counts.tokens);
+	wr64(e + 24, XXH3_64bits_digest(w->h64));
+	if (w_put(w, e, sizeof e, err) < 0)
+		goto fail;
+	if (counts_out)
+		*counts_out = w->counts;
+	if (checksum_out)
+		memset(checksum_out, 0, 16);
+	if (w->af) {
+		uint64_t index_off = w->off;
+		if (w_put(w, w->index, w->n_index * 8, err) < 0)
+			goto fail;
+		uint8_t f[SHARD_FOOTER_SIZE] = {0};
+		memcpy(f, FOOT_MAGIC, 8);
+		wr64(f + 8, w->counts.records);
+		wr64(f + 16, w->counts.tokens);
+		wr64(f + 24, w->counts.segments);
+		wr64(f + 32, w->counts.trained);
+		wr64(f + 40, w->counts.pad);
+		wr64(f + 48, index_off);
+		uint8_t sum[16];
+		canon128(sum, XXH3_128bits_digest(w->h128));
+		memcpy(f + 64, sum, 16);
+		if (fwrite(f, 1, sizeof f, w->fp) != sizeof f) {
+			sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af->path, strerror(errno));
+			goto fail;
+		}
+		if (checksum_out)
+			memcpy(checksum_out, sum, 16);
+		atomic_file *af = w->af;
+		w->af = NULL;
+		if (atomic_commit(af, err) < 0) {
+			writer_free(w);
+			return -SFT_EXIT_RUNTIME;
+		}
+	} else if (fflush(w->fp) != 0) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "<stream>: write failed: %s", strerror(errno));
+		goto fail;
+	}
+	writer_free(w);
+	return 0;
+fail:
+	shard_writer_abort(w);
+	return -(err && err->code ? err->code : SFT_EXIT_RUNTIME);
+}
+
+int shard_writer_close(shard_writer *w, sft_error *err) { return shard_writer_close_ex(w, NULL, NULL, err); }
+
+/* ---- buffers ---- */
+
+static int buf_reserve(shard_buf *b, size_t n, size_t n_seg)
+{
+	if (n > b->cap_tokens) {
+		size_t nc = n + n / 2 + 16;
+		uint32_t *t = realloc(b->tokens, nc * sizeof *t);
+		if (!t)
+			return -1;
+		b->tokens = t;
+		uint8_t *m = realloc(b->mask, nc);
+		if (!m)
+			return -1;
+		b->mask = m;
+		b->cap_tokens = nc;
+	}
+	if (n_seg > b->cap_segs) {
+		size_t nc = n_seg + n_seg / 2 + 4;
+		shard_segment *s = realloc(b->segs, nc * sizeof *s);
+		if (!s)
+			return -1;
+		b->segs = s;
+		b->cap_segs = nc;
+	}
+	return 0;
+}
+
+void shard_buf_free(shard_buf *b)
+{
+	if (!b)
+		return;
+	free(b->tokens);
+	free(b->mask);
+	free(b->segs);
+	memset(b, 0, sizeof *b);
+}
+
+/* Decodes tokens + mask bits + checks; shared by reader and mmap row access.
+ * `body` points at the tokens. Returns 0 or <0. */
+static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_t n_pad, shard_buf *b,
+		       const char *name, uint64_t rec_off, sft_error *err)
+{
+	uint32_t maxv = 0;
+	if (h->token_width == 2) {
+		const uint8_t *p = tp;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t t = rd16(p + 2 * i);
+			b->tokens[i] = t;
+			maxv = t > maxv ? t : maxv;
+		}
+	} else {
+		memcpy(b->tokens, tp, n * 4);
+		for (size_t i = 0; i < n; i++)
+			maxv = b->tokens[i] > maxv ? b->tokens[i] : maxv;
+	}
+	uint64_t tok_off = rec_off;
+	if (h->vocab_size && n && maxv >= h->vocab_size) {
+		for (size_t i = 0; i < n; i++)
+			if (b->tokens[i] >= h->vocab_size)
+				return sft_error_set(err, SFT_EXIT_DATA,
+						     "%s: byte %" PRIu64 ": token id %u >= vocab size %u", name,
+						     tok_off + (uint64_t)i * h->token_width, b->tokens[i], h->vocab_size);
+	}
+	const uint8_t *mp = tp + n * h->token_width;
+	for (size_t i = 0; i < n; i++)
+		b->mask[i] = (mp[i >> 3] >> (i & 7)) & 1;
+	if (n & 7) {
+		if (mp[n >> 3] >> (n & 7))
+			return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": mask bits set past the last token",
+					     name, tok_off + (uint64_t)n * h->token_width + (n >> 3));
+	}
+	for (size_t i = n - n_pad; i < n; i++)
+		if (b->mask[i] || b->tokens[i] != h->pad_id)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": pad token %zu: expected pad id %u with mask 0", name,
+					     tok_off + (uint64_t)i * h->token_width, i, h->pad_id);
+	return 0;
+}
+
+/* ---- sequential reader ---- */
+
+struct shard_reader {
+	FILE *fp;
+	int own_fp;
+	char *name;
+	shard_header h;
+	jsonl_reader *jr; /* JSONL twin */
+	XXH3_state_t *h64, *h128;
+	uint64_t off;
+	uint64_t n_records, n_tokens, n_segments, n_trained, n_pad;
+	uint64_t *offsets; /* record offsets (file form, to check the index) */
+	size_t n_off, cap_off;
+	uint8_t *raw;
+	size_t cap_raw;
+	shard_buf buf;
+	int done;
+	int failed;
+};
+
+static size_t r_get(shard_reader *r, void *p, size_t n)
+{
+	size_t got = n ? fread(p, 1, n, r->fp) : 0;
+	XXH3_64bits_update(r->h64, p, got);
+	if (r->h128)
+		XXH3_128bits_update(r->h128, p, got);
+	r->off += got;
+	return got;
+}
+
+static int r_io_error(shard_reader *r, sft_error *err)
+{
+	if (ferror(r->fp))
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: byte %" PRIu64 ": read failed: %s", r->name, r->off,
+				     strerror(errno));
+	return 0;
+}
+
+shard_reader *shard_reader_open_fp(FILE *fp, const char *name, sft_error *err)
+{
+	shard_reader *r = calloc(1, sizeof *r);
+	if (!r || !(r->name = strdup(name ? name : "<stdin>"))) {
+		free(r);
+		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		return NULL;
+	}
+	r->fp = fp;
+	int c;
+	do
+		c = getc(fp);
+	while (c == ' ' || c == '\n' || c == '\r' || c == '\t');
+	if (c == EOF) {
+		if (ferror(fp))
+			sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read failed: %s", r->name, strerror(errno));
+		else
+			sft_error_set(err, SFT_EXIT_DATA, "%s: byte 0: empty input: expected a token shard or JSONL", r->name);
+		goto fail;
+	}
+	ungetc(c, fp);
+	if (c == '{') {
+		r->jr = jsonl_open_stream(fp, r->name);
+		if (!r->jr) {
+			sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			goto fail;
+		}
+		r->h.version = SHARD_VERSION;
+		r->h.token_width = 4;
+		return r;
+	}
+	r->h64 = XXH3_createState();
+	XXH3_64bits_reset(r->h64);
+	r->h128 = XXH3_createState();
+	XXH3_128bits_reset(r->h128);
+	uint8_t b[SHARD_HEADER_SIZE];
+	size_t got = r_get(r, b, sizeof b);
+	if (r_io_error(r, err) < 0 || header_decode(b, got, r->name, &r->h, err) < 0)
+		goto fail;
+	if (!r->h.is_file) {
+		XXH3_freeState(r->h128);
+		r->h128 = NULL;
+	}
+	return r;
+fail:
+	shard_reader_close(r);
+	return NULL;
+}
+
+shard_reader *shard_reader_open(const char *path, sft_error *err)
+{
+	if (!path || !strcmp(path, "-"))
+		return shard_reader_open_fp(stdin, "<stdin>", err);
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		sft_error_set(err, errno == ENOENT ? SFT_EXIT_USAGE : SFT_EXIT_RUNTIME, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	setvbuf(fp, NULL, _IOFBF, 1 << 20);
+	shard_reader *r = shard_reader_open_fp(fp, path, err);
+	if (!r) {
+		fclose(fp);
+		return NULL;
+	}
+	r->own_fp = 1;
+	return r;
+}
+
+const shard_header *shard_reader_header(const shard_reader *r) { return &r->h; }
+uint64_t shard_reader_offset(const shard_reader *r) { return r->jr ? (uint64_t)jsonl_line(r->jr) : r->off; }
+int shard_reader_is_jsonl(const shard_reader *r) { return r->jr != NULL; }
+
+void shard_reader_close(shard_reader *r)
+{
+	if (!r)
+		return;
+	if (r->jr)
+		jsonl_close(r->jr);
+	if (r->own_fp && r->fp)
+		fclose(r->fp);
+	XXH3_freeState(r->h64);
+	XXH3_freeState(r->h128);
+	free(r->offsets);
+	free(r->raw);
+	shard_buf_free(&r->buf);
+	free(r->name);
+	free(r);
+}
+
+static int read_jsonl(shard_reader *r, shard_record *rec, sft_error *err)
+{
+	const char *line;
+	size_t len;
+	int rc = jsonl_next_line(r->jr, &line, &len, err);
+	if (rc <= 0)
+		return rc;
+	size_t n;
+	if (shard_jsonl_parse(line, len, r->name, jsonl_line(r->jr), &r->buf, &n, err) < 0)
+		return -SFT_EXIT_DATA;
+	memset(rec, 0, sizeof *rec);
+	rec->tokens = r->buf.tokens;
+	rec->mask = r->buf.mask;
+	rec->n = n;
+	r->n_records++;
+	return 1;
+}
+
+/* After the end marker of a file-form input: index + footer, checked against what was read. */
+static int read_trailer(shard_reader *r, uint64_t end_off, sft_error *err)
+{
+	uint64_t index_off = r->off;
+	for (size_t i = 0; i < r->n_off; i++) {
+		uint8_t b[8];
+		size_t got = r_get(r, b, 8);
+		if (got != 8) {
+			if (r_io_error(r, err) < 0)
+				return -SFT_EXIT_RUNTIME;
+			return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": truncated index: expected %zu bytes, got %" PRIu64,
+					     r->name, r->off - got, r->n_off * 8, r->off - index_off);
+		}
+		if (rd64(b) != r->offsets[i])
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": bad index entry %zu: expected offset %" PRIu64 ", got %" PRIu64,
+					     r->name, r->off - 8, i, r->offsets[i], rd64(b));
+	}
+	uint8_t sum[16];
+	canon128(sum, XXH3_128bits_digest(r->h128));
+	uint8_t f[SHARD_FOOTER_SIZE];
+	uint64_t foot_off = r->off;
+	size_t got = fread(f, 1, sizeof f, r->fp);
+	r->off += got;
+	if (got != sizeof f) {
+		if (r_io_error(r, err) < 0)
+			return -SFT_EXIT_RUNTIME;
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": truncated footer: expected %d bytes, got %zu",
+				     r->name, foot_off, SHARD_FOOTER_SIZE, got);
+	}
+	if (memcmp(f, FOOT_MAGIC, 8))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad footer: expected magic \"SFTKFOOT\"",
+				     r->name, foot_off);
+	if (rd64(f + 8) != r->n_records || rd64(f + 16) != r->n_tokens || rd64(f + 24) != r->n_segments ||
+	    rd64(f + 32) != r->n_trained || rd64(f + 40) != r->n_pad || rd64(f + 48) != index_off)
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte %" PRIu64 ": footer totals do not match the records read", r->name, foot_off);
+	if (memcmp(f + 64, sum, 16))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: file is corrupt",
+				     r->name, foot_off + 64);
+	int c = getc(r->fp);
+	if (c != EOF)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": unexpected data after the footer", r->name,
+				     r->off);
+	(void)end_off;
+	return 0;
+}
+
+int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
+{
+	if (r->failed)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: read after an error", r->name);
+	if (r->done)
+		return 0;
+	if (r->jr) {
+		int rc = read_jsonl(r, rec, err);
+		if (rc < 0)
+			r->failed = 1;
+		if (rc == 0)
+			r->done = 1;
+		return rc;
+	}
+	uint64_t rec_off = r->off;
+	uint8_t hb[REC_HDR];
+	/* not hashed yet: the end marker's checksum covers the bytes before it */
+	size_t got = fread(hb, 1, REC_HDR, r->fp);
+	r->off += got;
+	if (got != REC_HDR) {
+		r->failed = 1;
+		if (r_io_error(r, err) < 0)
+			return -SFT_EXIT_RUNTIME;
+		if (got == 0)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": truncated stream: expected a record or the end marker, got end of input (pipe cut or writer killed?)",
+					     r->name, rec_off);
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": truncated record: expected %d bytes, got %zu",
+				     r->name, rec_off, REC_HDR, got);
+	}
+	uint32_t tag = rd32(hb);
+	if (tag == END_TAG) {
+		uint8_t eb[END_SIZE];
+		memcpy(eb, hb, REC_HDR);
+		uint64_t hash = XXH3_64bits_digest(r->h64);
+		got = fread(eb + REC_HDR, 1, END_SIZE - REC_HDR, r->fp);
+		r->off += got;
+		r->failed = 1; /* until proven fine */
+		if (got != END_SIZE - REC_HDR) {
+			if (r_io_error(r, err) < 0)
+				return -SFT_EXIT_RUNTIME;
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": truncated end marker: expected %d bytes, got %zu", r->name,
+					     rec_off, END_SIZE, REC_HDR + got);
+		}
+		if (rd32(eb + 4) || rd64(eb + 8) != r->n_records || rd64(eb + 16) != r->n_tokens)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": bad end marker: expected %" PRIu64 " records / %" PRIu64
+					     " tokens, got %" PRIu64 " / %" PRIu64,
+					     r->name, rec_off, r->n_records, r->n_tokens, rd64(eb + 8), rd64(eb + 16));
+		if (rd64(eb + 24) != hash)
+			return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: stream is corrupt",
+					     r->name, rec_off + 24);
+		if (r->h128) {
+			XXH3_128bits_update(r->h128, eb, END_SIZE);
+			if (read_trailer(r, rec_off, err) < 0)
+				return -SFT_EXIT_DATA;
+		} else {
+			int c = getc(r->fp);
+			if (c != EOF)
+				return sft_error_set(err, SFT_EXIT_DATA,
+						     "%s: byte %" PRIu64 ": unexpected data after the end marker", r->name, r->off);
+		}
+		r->failed = 0;
+		r->done = 1;
+		return 0;
+	}
+	XXH3_64bits_update(r->h64, hb, REC_HDR);
+	if (r->h128)
+		XXH3_128bits_update(r->h128, hb, REC_HDR);
+	if (tag != REC_TAG) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad record tag 0x%08x: expected \"REC1\" or \"END1\"",
+				     r->name, rec_off, tag);
+	}
+	uint32_t n = rd32(hb + 4), n_seg = rd32(hb + 8), n_pad = rd32(hb + 12);
+	if (n > MAX_TOKENS || n_seg > MAX_SEGS || n_seg > n) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte %" PRIu64 ": bad record header: %u tokens, %u segments", r->name, rec_off, n, n_seg);
+	}
+	if (!(r->h.flags & SHARD_PADDED) && n_pad) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": %u pad tokens in an unpadded shard", r->name,
+				     rec_off, n_pad);
+	}
+	size_t body = rec_size(n, n_seg, r->h.token_width) - REC_HDR;
+	/* read in steps of at most 64 MiB, growing the buffer only as bytes arrive: a corrupt
+	 * header claiming 2^30 tokens on a short input must not allocate gigabytes */
+	got = 0;
+	while (got < body) {
+		size_t want = body - got < ((size_t)64 << 20) ? body - got : ((size_t)64 << 20);
+		if (got + want > r->cap_raw) {
+			size_t nc = got + want;
+			if (nc < r->cap_raw * 2)
+				nc = r->cap_raw * 2 < body ? r->cap_raw * 2 : body;
+			uint8_t *nr = realloc(r->raw, nc);
+			if (!nr) {
+				r->failed = 1;
+				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			}
+			r->raw = nr;
+			r->cap_raw = nc;
+		}
+		size_t g = r_get(r, r->raw + got, want);
+		got += g;
+		if (g != want)
+			break;
+	}
+	if (got != body) {
+		r->failed = 1;
+		if (r_io_error(r, err) < 0)
+			return -SFT_EXIT_RUNTIME;
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": truncated record: expected %zu bytes, got %zu",
+				     r->name, rec_off, body + REC_HDR, got + REC_HDR);
+	}
+	if (buf_reserve(&r->buf, n, n_seg) < 0) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	}
+	memcpy(r->buf.segs, r->raw, (size_t)n_seg * SEG_SIZE);
+	if (check_segments(r->buf.segs, n_seg, n, n_pad, r->name, rec_off, err) < 0 ||
+	    decode_body(&r->h, r->raw + (size_t)n_seg * SEG_SIZE, n, n_pad, &r->buf, r->name,
+			rec_off + REC_HDR + (uint64_t)n_seg * SEG_SIZE, err) < 0) {
+		r->failed = 1;
+		return -SFT_EXIT_DATA;
+	}
+	if (r->h.is_file) {
+		if (r->n_off == r->cap_off) {
+			size_t nc = r->cap_off ? r->cap_off * 2 : 1024;
+			uint64_t *no = realloc(r->offsets, nc * sizeof *no);
+			if (!no) {
+				r->failed = 1;
+				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			}
+			r->offsets = no;
+			r->cap_off = nc;
+		}
+		r->offsets[r->n_off++] = rec_off;
+	}
+	r->n_records++;
+	r->n_tokens += n;
+	r->n_segments += n_seg;
+	r->n_pad += n_pad;
+	uint64_t tr = 0;
+	for (size_t i = 0; i < n; i++)
+		tr += r->buf.mask[i];
+	r->n_trained += tr;
+	rec->tokens = r->buf.tokens;
+	rec->mask = r->buf.mask;
+	rec->n = n;
+	rec->segs = n_seg ? r->buf.segs : NULL;
+	rec->n_seg = n_seg;
+	rec->n_pad = n_pad;
+	return 1;
+}
+
+/* ---- mmap random access ---- */
+
+struct shard_file {
+	char *name;
+	const uint8_t *base;
+	size_t size;
+	shard_header h;
+	shard_counts counts;
+	const uint8_t *index; /* (rows) u64 offsets */
+	uint64_t index_off, end_off;
+	uint8_t checksum[16];
+};
+
+void shard_file_unmap(shard_file *f)
+{
+	if (!f)
+		return;
+	if (f->base && f->size)
+		munmap((void *)f->base, f->size);
+	free(f->name);
+	free(f);
+}
+
+shard_file *shard_file_map(const char *path, sft_error *err)
+{
+	shard_file *f = calloc(1, sizeof *f);
+	if (!f || !(f->name = strdup(path))) {
+		free(f);
+		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		return NULL;
+	}
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		sft_error_set(err, errno == ENOENT ? SFT_EXIT_USAGE : SFT_EXIT_RUNTIME, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: %s", path, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	f->size = (size_t)st.st_size;
+	if (f->size > 0) {
+		void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			close(fd);
+			f->size = 0;
+			sft_error_set(err, SFT_EXIT_RUNTIME, "%s: mmap: %s", path, strerror(errno));
+			goto fail;
+		}
+		f->base = p;
+	}
+	close(fd);
+	const uint8_t *b = f->base;
+	if (header_decode(b, f->size < SHARD_HEADER_SIZE ? f->size : SHARD_HEADER_SIZE, path, &f->h, err) < 0)
+		goto fail;
+	if (!f->h.is_file) {
+		sft_error_set(err, SFT_EXIT_DATA,
+			      "%s: byte 11: stream-form shard has no index: expected a file-form shard (write it with pack)", path);
+		goto fail;
+	}
+	if (f->size < SHARD_HEADER_SIZE + END_SIZE + SHARD_FOOTER_SIZE) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: byte %zu: truncated file: expected at least %d bytes", path, f->size,
+			      SHARD_HEADER_SIZE + END_SIZE + SHARD_FOOTER_SIZE);
+		goto fail;
+	}
+	const uint8_t *ft = b + f->size - SHARD_FOOTER_SIZE;
+	uint64_t foot_off = f->size - SHARD_FOOTER_SIZE;
+	if (memcmp(ft, FOOT_MAGIC, 8)) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad footer: expected magic \"SFTKFOOT\" (truncated file?)",
+			      path, foot_off);
+		goto fail;
+	}
+	f->counts.records = rd64(ft + 8);
+	f->counts.tokens = rd64(ft + 16);
+	f->counts.segments = rd64(ft + 24);
+	f->counts.trained = rd64(ft + 32);
+	f->counts.pad = rd64(ft + 40);
+	f->index_off = rd64(ft + 48);
+	memcpy(f->checksum, ft + 64, 16);
+	if (f->counts.records > foot_off / 8 || f->index_off + f->counts.records * 8 != foot_off ||
+	    f->index_off < SHARD_HEADER_SIZE + END_SIZE || (f->index_off & 7)) {
+		sft_error_set(err, SFT_EXIT_DATA,
+			      "%s: byte %" PRIu64 ": bad footer: index of %" PRIu64 " rows at %" PRIu64 " does not end at the footer",
+			      path, foot_off + 48, f->counts.records, f->index_off);
+		goto fail;
+	}
+	f->end_off = f->index_off - END_SIZE;
+	const uint8_t *e = b + f->end_off;
+	if (rd32(e) != END_TAG || rd64(e + 8) != f->counts.records || rd64(e + 16) != f->counts.tokens) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad end marker: expected \"END1\" with the footer's counts",
+			      path, f->end_off);
+		goto fail;
+	}
+	f->index = b + f->index_off;
+	uint64_t prev = SHARD_HEADER_SIZE;
+	for (uint64_t i = 0; i < f->counts.records; i++) {
+		uint64_t o = rd64(f->index + 8 * i);
+		if (o != prev && !(i > 0 && o > prev)) {
+			sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad index entry %" PRIu64 ": offset %" PRIu64,
+				      path, f->index_off + 8 * i, i, o);
+			goto fail;
+		}
+		if ((o & 7) || o + REC_HDR > f->end_off) {
+			sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad index entry %" PRIu64 ": offset %" PRIu64
+							  " outside the records",
+				      path, f->index_off + 8 * i, i, o);
+			goto fail;
+		}
+		prev = o + REC_HDR;
+	}
+	if (f->counts.records == 0 && f->end_off != SHARD_HEADER_SIZE) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: byte %d: zero rows but data before the end marker", path,
+			      SHARD_HEADER_SIZE);
+		goto fail;
+	}
+	return f;
+fail:
+	shard_file_unmap(f);
+	return NULL;
+}
+
+const shard_header *shard_file_header(const shard_file *f) { return &f->h; }
+const shard_counts *shard_file_counts(const shard_file *f) { return &f->counts; }
+const uint8_t *shard_file_checksum(const shard_file *f) { return f->checksum; }
+size_t shard_file_rows(const shard_file *f) { return (size_t)f->counts.records; }
+
+int shard_file_view(const shard_file *f, size_t k, shard_view *v, sft_error *err)
+{
+	if (k >= f->counts.records)
+		return sft_error_set(err, SFT_EXIT_USAGE, "%s: row %zu out of range (%" PRIu64 " rows)", f->name, k,
+				     f->counts.records);
+	uint64_t o = rd64(f->index + 8 * k);
+	uint64_t next = k + 1 < f->counts.records ? rd64(f->index + 8 * (k + 1)) : f->end_off;
+	const uint8_t *p = f->base + o;
+	if (rd32(p) != REC_TAG)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad record tag: expected \"REC1\"", f->name, o);
+	uint32_t n = rd32(p + 4), n_seg = rd32(p + 8), n_pad = rd32(p + 12);
+	uint64_t size = (n > MAX_TOKENS || n_seg > MAX_SEGS) ? UINT64_MAX : rec_size(n, n_seg, f->h.token_width);
+	if (size != next - o)
+		return sft_error_set(err, SFT_EXIT_DATA,
+				     "%s: byte %" PRIu64 ": bad record size: header says %u tokens / %u segments, index leaves %" PRIu64
+				     " bytes",
+				     f->name, o, n, n_seg, next - o);
+	if (n_pad > n || (n_pad && !(f->h.flags & SHARD_PADDED)))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad pad count %u", f->name, o + 12, n_pad);
+	v->n = n;
+	v->n_seg = n_seg;
+	v->n_pad = n_pad;
+	v->segs = (const shard_segment *)(const void *)(p + REC_HDR);
+	v->tokens = p + REC_HDR + (size_t)n_seg * SEG_SIZE;
+	v->mask_bits = (const uint8_t *)v->tokens + (size_t)n * f->h.token_width;
+	return 0;
+}
+
+int shard_file_row(const shard_file *f, size_t k, shard_record *rec, shard_buf *buf, sft_error *err)
+{
+	shard_view v;
+	if (shard_file_view(f, k, &v, err) < 0)
+		return -(err ? err->code : SFT_EXIT_DATA);
+	uint64_t o = (uint64_t)((const uint8_t *)v.segs - f->base) - REC_HDR;
+	if (buf_reserve(buf, v.n, v.n_seg) < 0)
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	memcpy(buf->segs, v.segs, v.n_seg * SEG_SIZE);
+	if (check_segments(buf->segs, v.n_seg, v.n, v.n_pad, f->name, o, err) < 0 ||
+	    decode_body(&f->h, v.tokens, v.n, v.n_pad, buf, f->name, o + REC_HDR + v.n_seg * SEG_SIZE, err) < 0)
+		return -SFT_EXIT_DATA;
+	rec->tokens = buf->tokens;
+	rec->mask = buf->mask;
+	rec->n = v.n;
+	rec->segs = v.n_seg ? buf->segs : NULL;
+	rec->n_seg = v.n_seg;
+	rec->n_pad = v.n_pad;
+	return 0;
+}
+
+int shard_file_verify(const shard_file *f, sft_error *err)
+{
+	uint64_t foot_off = f->size - SHARD_FOOTER_SIZE;
+	uint8_t sum[16];
+	canon128(sum, XXH3_128bits(f->base, foot_off));
+	if (memcmp(sum, f->checksum, 16))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: file is corrupt", f->name,
+				     foot_off + 64);
+	if (rd64(f->base + f->end_off + 24) != XXH3_64bits(f->base, f->end_off))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch in the end marker", f->name,
+				     f->end_off + 24);
+	shard_buf buf = {0};
+	shard_counts c = {0};
+	int rc = 0;
+	for (size_t k = 0; k < f->counts.records; k++) {
+		shard_record rec;
+		if ((rc = shard_file_row(f, k, &rec, &buf, err)) < 0)
+			break;
+		c.records++;
+		c.tokens += rec.n;
+		c.segments += rec.n_seg;
+		c.pad += rec.n_pad;
+		for (size_t i = 0; i < rec.n; i++)
+			c.trained += rec.mask[i];
+		/* padding bytes after the mask must be zero */
+		shard_view v;
+		shard_file_view(f, k, &v, NULL);
+		const uint8_t *endp = v.mask_bits + (v.n + 7) / 8;
+		uint64_t next = k + 1 < f->counts.records ? rd64(f->index + 8 * (k + 1)) : f->end_off;
+		for (const uint8_t *q = endp; q < f->base + next; q++)
+			if (*q) {
+				rc = sft_error_set(err, SFT_EXIT_DATA, "%s: byte %td: nonzero record padding", f->name,
+						   q - f->base);
+				break;
+			}
+		if (rc < 0)
+			break;
+	}
+	shard_buf_free(&buf);
+	if (rc < 0)
+		return rc;
+	if (memcmp(&c, &f->counts, sizeof c))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": footer totals do not match the rows", f->name,
+				     foot_off + 8);
+	return 0;
+}
+
+/* ---- JSONL twin ---- */
+
+int shard_jsonl_write(FILE *fp, const uint32_t *tokens, const uint8_t *mask, size_t n, sft_error *err)
+{
+	/* hand-rolled: this is the hot path of --unpack and tok-encode --emit jsonl */
+	char buf[4096];
+	size_t len = 0;
+#define FLUSH_IF(need)                                                     \
+	do {                                                               \
+		if (len + (need) > sizeof buf) {                           \
+			if (fwrite(buf, 1, len, fp) != len)                \
+				goto werr;                                 \
+			len = 0;                                           \
+		}                                                          \
+	} while (0)
+	memcpy(buf, "{\"input_ids\":[", 14);
+	len = 14;
+	for (size_t i = 0; i < n; i++) {
+		FLUSH_IF(16);
+		len += (size_t)snprintf(buf + len, 16, i ? ",%u" : "%u", tokens[i]);
+	}
+	FLUSH_IF(16);
+	memcpy(buf + len, "],\"mask\":[", 10);
+	len += 10;
+	for (size_t i = 0; i < n; i++) {
+		FLUSH_IF(4);
+		if (i)
+			buf[len++] = ',';
+		buf[len++] = mask[i] ? '1' : '0';
+	}
+	FLUSH_IF(4);
+	memcpy(buf + len, "]}\n", 3);
+	len += 3;
+	if (fwrite(buf, 1, len, fp) != len)
+		goto werr;
+	return 0;
+#undef FLUSH_IF
+werr:
+	return sft_error_set(err, SFT_EXIT_RUNTIME, "write failed: %s", strerror(errno));
+}
+
+int shard_jsonl_parse(const char *line, size_t len, const char *name, long lineno, shard_buf *buf, size_t *n,
+		      sft_error *err)
+{
+	json_t *o = json_parse_located(line, len, name, lineno, 0, err);
+	if (!o)
+		return -SFT_EXIT_DATA;
+	int rc = 0;
+	json_t *ids = json_object_get(o, "input_ids");
+	json_t *mask = json_object_get(o, "mask");
+	if (!json_is_array(ids)) {
+		rc = sft_error_set(err, SFT_EXIT_DATA, "%s:%ld: expected \"input_ids\": an array of token ids", name, lineno);
+		goto out;
+	}
+	size_t cnt = json_array_size(ids);
+	if (mask && (!json_is_array(mask) || json_array_size(mask) != cnt)) {
+		rc = sft_error_set(err, SFT_EXIT_DATA, "%s:%ld: expected \"mask\": an array of %zu 0/1 ints like input_ids",
+				   name, lineno, cnt);
+		goto out;
+	}
+	if (cnt > MAX_TOKENS || buf_reserve(buf, cnt, 0) < 0) {
+		rc = sft_error_set(err, SFT_EXIT_RUNTIME, "%s:%ld: out of memory for %zu tokens", name, lineno, cnt);
+		goto out;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		json_t *t = json_array_get(ids, i);
+		json_int_t v = json_is_integer(t) ? json_integer_value(t) : -1;
+		if (v < 0 || v > (json_int_t)UINT32_MAX) {
+			rc = sft_error_set(err, SFT_EXIT_DATA, "%s:%ld: input_ids[%zu]: expected a token id (0..4294967295)",
+					   name, lineno, i);
+			goto out;
+		}
+		buf->tokens[i] = (uint32_t)v;
+		if (mask) {
+			json_t *m = json_array_get(mask, i);
+			json_int_t mv = json_is_integer(m) ? json_integer_value(m) : -1;
+			if (mv != 0 && mv != 1) {
+				rc = sft_error_set(err, SFT_EXIT_DATA, "%s:%ld: mask[%zu]: expected 0 or 1", name, lineno, i);
+				goto out;
+			}
+			buf->mask[i] = (uint8_t)mv;
+		} else {
+			buf->mask[i] = 1;
+		}
+	}
+	*n = cnt;
+out:
+	json_decref(o);
+	return rc;
+}

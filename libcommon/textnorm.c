@@ -1,0 +1,167 @@
+/* textnorm.c - NFC, case folding, punctuation/digit stripping, whitespace collapse. */
+#include "textnorm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+static int is_space_cp(int32_t c)
+{
+	/* Python str.isspace() */
+	return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+	       c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+	       c == 0x205F || c == 0x3000;
+}
+
+static int is_punct_ascii(unsigned char c)
+{
+	/* ASCII code points of Unicode category P* ($+<=>^`|~ are symbols, S*) */
+	return strchr("!\"#%&'()*,-./:;?@[\\]_{}", c) != NULL && c != 0;
+}
+
+static int ensure(textnorm_buf *b, size_t need)
+{
+	if (need <= b->cap) return 0;
+	size_t nc = b->cap ? b->cap : 256;
+	while (nc < need) nc *= 2;
+	char *n = realloc(b->out, nc);
+	if (!n) return -1;
+	b->out = n, b->cap = nc;
+	return 0;
+}
+
+static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len)
+{
+	if (ensure(b, len + 1) < 0) return NULL;
+	char *o = b->out;
+	size_t n = 0;
+	int pending_space = 0;
+	int ws = flags & TEXTNORM_WS, fold = flags & TEXTNORM_CASEFOLD;
+	int sp = flags & TEXTNORM_STRIP_PUNCT, sd = flags & TEXTNORM_STRIP_DIGITS;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (ws && ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20))) {
+			pending_space = n > 0;
+			continue;
+		}
+		if (sp && is_punct_ascii(c)) continue;
+		if (sd && c >= '0' && c <= '9') continue;
+		if (pending_space) o[n++] = ' ', pending_space = 0;
+		if (fold && c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+		o[n++] = (char)c;
+	}
+	o[n] = 0;
+	*out_len = n;
+	return o;
+}
+
+const char *textnorm_apply(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len)
+{
+	size_t i = 0;
+	/* ASCII check, 8 bytes at a time */
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ULL) break;
+	}
+	for (; i < len; i++)
+		if ((unsigned char)s[i] & 0x80) break;
+	if (i == len) return ascii_path(b, s, len, flags, out_len);
+
+	const uint8_t *src = (const uint8_t *)s;
+	utf8proc_uint8_t *mapped = NULL;
+	size_t mlen = len;
+	int opts = 0;
+	if (flags & TEXTNORM_NFC) opts |= UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+	if (flags & TEXTNORM_CASEFOLD) opts |= UTF8PROC_CASEFOLD;
+	if (opts) {
+		utf8proc_ssize_t r = utf8proc_map(src, (utf8proc_ssize_t)len, &mapped, (utf8proc_option_t)opts);
+		if (r >= 0) src = mapped, mlen = (size_t)r;
+	}
+	if (ensure(b, mlen * 1 + 8) < 0) {
+		free(mapped);
+		return NULL;
+	}
+	/* second pass: strip + whitespace; output never grows except U+FFFD for bad bytes */
+	size_t n = 0;
+	int pending_space = 0;
+	size_t p = 0;
+	while (p < mlen) {
+		int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate(src + p, (utf8proc_ssize_t)(mlen - p), &c);
+		if (k <= 0) c = 0xFFFD, k = 1;
+		p += (size_t)k;
+		if ((flags & TEXTNORM_WS) && is_space_cp(c)) {
+			pending_space = n > 0;
+			continue;
+		}
+		if (flags & (TEXTNORM_STRIP_PUNCT | TEXTNORM_STRIP_DIGITS)) {
+			utf8proc_category_t cat = utf8proc_category(c);
+			if ((flags & TEXTNORM_STRIP_PUNCT) && cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO)
+				continue;
+			if ((flags & TEXTNORM_STRIP_DIGITS) && cat == UTF8PROC_CATEGORY_ND) continue;
+		}
+		if (ensure(b, n + 8) < 0) {
+			free(mapped);
+			return NULL;
+		}
+		if (pending_space) b->out[n++] = ' ', pending_space = 0;
+		n += (size_t)utf8proc_encode_char(c, (utf8proc_uint8_t *)b->out + n);
+	}
+	free(mapped);
+	b->out[n] = 0;
+	*out_len = n;
+	return b->out;
+}
+
+void textnorm_buf_free(textnorm_buf *b)
+{
+	if (!b) return;
+	free(b->out);
+	free(b->cps);
+	memset(b, 0, sizeof *b);
+}
+
+size_t textnorm_count_chars(const char *s, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+	return n;
+}
+
+size_t textnorm_count_words(const char *s, size_t len)
+{
+	size_t n = 0, p = 0;
+	int in = 0;
+	while (p < len) {
+		int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)s + p, (utf8proc_ssize_t)(len - p), &c);
+		if (k <= 0) c = 0xFFFD, k = 1;
+		p += (size_t)k;
+		if (is_space_cp(c)) in = 0;
+		else if (!in) in = 1, n++;
+	}
+	return n;
+}
+
+size_t textnorm_count_lines(const char *s, size_t len)
+{
+	if (len == 0) return 0;
+	size_t n = 1;
+	for (size_t i = 0; i + 1 < len; i++) n += s[i] == '\n';
+	return n;
+}
+
+int textnorm_is_blank(const char *s, size_t len)
+{
+	size_t p = 0;
+	while (p < len) {
+		int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)s + p, (utf8proc_ssize_t)(len - p), &c);
+		if (k <= 0) return 0;
+		p += (size_t)k;
+		if (!is_space_cp(c)) return 0;
+	}
+	return 1;
+}

@@ -1,0 +1,382 @@
+/* Unit tests for libcommon/shard.*: stream and file round trips, the JSONL twin, and
+ * every reader error (magic, version, truncation, checksum, vocab, segments). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shard.h"
+
+static char g_dir[] = "/tmp/test_shard_XXXXXX";
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+	return system(cmd);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 11);
+}
+
+static shard_header hdr(uint32_t vocab, uint32_t flags)
+{
+	shard_header h = {0};
+	h.vocab_size = vocab;
+	h.flags = flags;
+	h.seq_len = flags ? 64 : 0;
+	for (int i = 0; i < 16; i++)
+		h.fingerprint[i] = (uint8_t)(i * 17 + 1);
+	return h;
+}
+
+/* Builds N random documents (unpacked records) in caller-owned arrays. */
+typedef struct docs {
+	size_t n;
+	uint32_t *tok[64];
+	uint8_t *mask[64];
+	size_t len[64];
+} docs;
+
+static void docs_make(docs *d, size_t n, uint32_t vocab)
+{
+	d->n = n;
+	for (size_t i = 0; i < n; i++) {
+		d->len[i] = i == 3 ? 0 : 1 + rnd() % 200; /* one empty document */
+		d->tok[i] = malloc((d->len[i] + 1) * 4);
+		d->mask[i] = malloc(d->len[i] + 1);
+		for (size_t j = 0; j < d->len[i]; j++) {
+			d->tok[i][j] = rnd() % vocab;
+			d->mask[i][j] = (uint8_t)(rnd() & 1);
+		}
+	}
+}
+
+static void docs_free(docs *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->tok[i]);
+		free(d->mask[i]);
+	}
+}
+
+static void write_docs(shard_writer *w, const docs *d)
+{
+	sft_error e = {0};
+	for (size_t i = 0; i < d->n; i++) {
+		shard_record r = {.tokens = d->tok[i], .mask = d->mask[i], .n = d->len[i]};
+		assert_int_equal(shard_write(w, &r, &e), 0);
+	}
+}
+
+static void check_read_docs(const char *path, const docs *d, int expect_file)
+{
+	sft_error e = {0};
+	shard_reader *r = shard_reader_open(path, &e);
+	assert_non_null(r);
+	assert_int_equal(shard_reader_header(r)->is_file, expect_file);
+	shard_record rec;
+	for (size_t i = 0; i < d->n; i++) {
+		assert_int_equal(shard_read(r, &rec, &e), 1);
+		assert_int_equal(rec.n, d->len[i]);
+		assert_int_equal(rec.n_seg, 0);
+		if (rec.n) {
+			assert_memory_equal(rec.tokens, d->tok[i], rec.n * 4);
+			assert_memory_equal(rec.mask, d->mask[i], rec.n);
+		}
+	}
+	int rc = shard_read(r, &rec, &e);
+	if (rc != 0)
+		fail_msg("%s", e.msg);
+	shard_reader_close(r);
+}
+
+static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", g_dir, name); }
+
+static void test_stream_roundtrip_u16_u32(void **state)
+{
+	(void)state;
+	uint32_t vocabs[] = {1000, 200000};
+	for (int v = 0; v < 2; v++) {
+		docs d;
+		docs_make(&d, 20, vocabs[v]);
+		char p[512];
+		path_in(p, sizeof p, "s.bin");
+		FILE *fp = fopen(p, "wb");
+		shard_header h = hdr(vocabs[v], 0);
+		sft_error e = {0};
+		shard_writer *w = shard_writer_open_stream(fp, &h, &e);
+		assert_non_null(w);
+		write_docs(w, &d);
+		assert_int_equal(shard_writer_close(w, &e), 0);
+		fclose(fp);
+		check_read_docs(p, &d, 0);
+		/* width: 2 bytes when the vocab fits */
+		shard_reader *r = shard_reader_open(p, &e);
+		assert_int_equal(shard_reader_header(r)->token_width, v == 0 ? 2 : 4);
+		assert_memory_equal(shard_reader_header(r)->fingerprint, h.fingerprint, 16);
+		shard_reader_close(r);
+		docs_free(&d);
+	}
+}
+
+static void write_packed_file(const char *p, size_t rows, uint8_t checksum[16])
+{
+	shard_header h = hdr(500, SHARD_PACKED | SHARD_PADDED);
+	h.pad_id = 7;
+	sft_error e = {0};
+	shard_writer *w = shard_writer_open_file(p, &h, &e);
+	assert_non_null(w);
+	uint32_t tok[64];
+	uint8_t mask[64];
+	shard_segment segs[3];
+	for (size_t k = 0; k < rows; k++) {
+		segs[0] = (shard_segment){.doc_id = 2 * k, .offset = 0, .len = 10 + (uint32_t)k % 20};
+		segs[1] = (shard_segment){.doc_id = 2 * k + 1, .offset = 3, .len = 20};
+		size_t used = segs[0].len + segs[1].len, pad = 64 - used;
+		for (size_t i = 0; i < 64; i++) {
+			tok[i] = i < used ? (uint32_t)((k * 31 + i) % 500) : 7;
+			mask[i] = i < used ? (uint8_t)((i / 5) & 1) : 0;
+		}
+		shard_record r = {.tokens = tok, .mask = mask, .n = 64, .segs = segs, .n_seg = 2, .n_pad = pad};
+		assert_int_equal(shard_write(w, &r, &e), 0);
+	}
+	shard_counts c;
+	assert_int_equal(shard_writer_close_ex(w, checksum, &c, &e), 0);
+	assert_int_equal(c.records, rows);
+	assert_int_equal(c.tokens, rows * 64);
+}
+
+static void test_file_mmap_rows_and_verify(void **state)
+{
+	(void)state;
+	char p[512];
+	path_in(p, sizeof p, "f.shard");
+	uint8_t sum[16];
+	write_packed_file(p, 50, sum);
+	sft_error e = {0};
+	shard_file *f = shard_file_map(p, &e);
+	if (!f)
+		fail_msg("%s", e.msg);
+	assert_int_equal(shard_file_rows(f), 50);
+	assert_memory_equal(shard_file_checksum(f), sum, 16);
+	assert_int_equal(shard_file_verify(f, &e), 0);
+	shard_buf b = {0};
+	shard_record rec;
+	/* random access, backwards */
+	for (size_t k = 50; k-- > 0;) {
+		assert_int_equal(shard_file_row(f, k, &rec, &b, &e), 0);
+		assert_int_equal(rec.n, 64);
+		assert_int_equal(rec.n_seg, 2);
+		assert_int_equal(rec.segs[0].doc_id, 2 * k);
+		assert_int_equal(rec.segs[1].offset, 3);
+		assert_int_equal(rec.n_pad, 64 - (10 + k % 20) - 20);
+		assert_int_equal(rec.tokens[5], (k * 31 + 5) % 500);
+		assert_int_equal(rec.mask[5], 1);
+		assert_int_equal(rec.mask[4], 0);
+		assert_int_equal(rec.tokens[63], 7);
+	}
+	shard_view v;
+	assert_int_equal(shard_file_view(f, 3, &v, &e), 0);
+	assert_int_equal(((const uint16_t *)v.tokens)[1], (3 * 31 + 1) % 500);
+	assert_int_not_equal(shard_file_row(f, 50, &rec, &b, &e), 0);
+	shard_buf_free(&b);
+	shard_file_unmap(f);
+	/* the sequential reader also reads the file form and checks index + footer */
+	shard_reader *r = shard_reader_open(p, &e);
+	assert_non_null(r);
+	int n = 0, rc;
+	while ((rc = shard_read(r, &rec, &e)) == 1)
+		n++;
+	if (rc)
+		fail_msg("%s", e.msg);
+	assert_int_equal(n, 50);
+	shard_reader_close(r);
+}
+
+/* Writes a modified copy of `src` (truncated to `len` bytes, or with byte `flip` xor 0x10). */
+static void corrupt_copy(const char *src, const char *dst, long len, long flip)
+{
+	FILE *in = fopen(src, "rb");
+	fseek(in, 0, SEEK_END);
+	long sz = ftell(in);
+	rewind(in);
+	uint8_t *b = malloc((size_t)sz);
+	assert_int_equal(fread(b, 1, (size_t)sz, in), (size_t)sz);
+	fclose(in);
+	if (flip >= 0)
+		b[flip] ^= 0x10;
+	FILE *out = fopen(dst, "wb");
+	fwrite(b, 1, (size_t)(len >= 0 ? len : sz), out);
+	fclose(out);
+	free(b);
+}
+
+/* Reads `path` to the end with the sequential reader; returns the error message. */
+static int read_all(const char *path, sft_error *e)
+{
+	shard_reader *r = shard_reader_open(path, e);
+	if (!r)
+		return -e->code;
+	shard_record rec;
+	int rc;
+	while ((rc = shard_read(r, &rec, e)) == 1)
+		;
+	shard_reader_close(r);
+	return rc;
+}
+
+static void test_reader_errors(void **state)
+{
+	(void)state;
+	char src[512], bad[512];
+	path_in(src, sizeof src, "e.shard");
+	path_in(bad, sizeof bad, "bad.shard");
+	uint8_t sum[16];
+	write_packed_file(src, 10, sum);
+	sft_error e = {0};
+	/* record 0 starts at 64: 16 header + 32 segs + 128 tokens + 8 mask = 184 bytes */
+
+	corrupt_copy(src, bad, 164, -1); /* cut mid-record */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 64: truncated record: expected 184 bytes, got 100"));
+
+	corrupt_copy(src, bad, 64 + 184, -1); /* cut at a record boundary */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 248: truncated stream"));
+
+	corrupt_copy(src, bad, -1, 0); /* magic */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 0: not an sftkit token shard"));
+
+	corrupt_copy(src, bad, -1, 8); /* version */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 8: unsupported shard version 17"));
+
+	corrupt_copy(src, bad, -1, 64 + 16 + 32 + 10); /* a token bit: only the checksum sees it */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "checksum mismatch"));
+	shard_file *f = shard_file_map(bad, &e);
+	assert_non_null(f);
+	assert_int_equal(shard_file_verify(f, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "checksum mismatch"));
+	shard_file_unmap(f);
+
+	corrupt_copy(src, bad, -1, 64 + 16 + 32 + 1); /* token 0 high byte: id >= vocab 500 */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 112: token id"));
+
+	corrupt_copy(src, bad, -1, 64 + 16 + 12); /* segment 0 length */
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "byte 64: bad segment lengths"));
+
+	/* truncated file: mmap sees the missing footer */
+	corrupt_copy(src, bad, 1000, -1);
+	assert_null(shard_file_map(bad, &e));
+	assert_non_null(strstr(e.msg, "bad footer"));
+}
+
+static void test_jsonl_twin(void **state)
+{
+	(void)state;
+	char p[512];
+	path_in(p, sizeof p, "t.jsonl");
+	FILE *fp = fopen(p, "w");
+	uint32_t t[] = {5, 0, 4294967295u};
+	uint8_t m[] = {0, 1, 1};
+	sft_error e = {0};
+	assert_int_equal(shard_jsonl_write(fp, t, m, 3, &e), 0);
+	assert_int_equal(shard_jsonl_write(fp, t, m, 0, &e), 0);
+	fputs("{\"input_ids\":[1,2]}\n", fp);
+	fclose(fp);
+	fp = fopen(p, "r");
+	char line[256];
+	assert_non_null(fgets(line, sizeof line, fp));
+	assert_string_equal(line, "{\"input_ids\":[5,0,4294967295],\"mask\":[0,1,1]}\n");
+	assert_non_null(fgets(line, sizeof line, fp));
+	assert_string_equal(line, "{\"input_ids\":[],\"mask\":[]}\n");
+	fclose(fp);
+	shard_reader *r = shard_reader_open(p, &e);
+	assert_non_null(r);
+	assert_true(shard_reader_is_jsonl(r));
+	shard_record rec;
+	assert_int_equal(shard_read(r, &rec, &e), 1);
+	assert_int_equal(rec.n, 3);
+	assert_memory_equal(rec.tokens, t, 12);
+	assert_memory_equal(rec.mask, m, 3);
+	assert_int_equal(shard_read(r, &rec, &e), 1);
+	assert_int_equal(rec.n, 0);
+	assert_int_equal(shard_read(r, &rec, &e), 1);
+	assert_int_equal(rec.n, 2);
+	assert_int_equal(rec.mask[1], 1); /* absent mask = all trained */
+	assert_int_equal(shard_read(r, &rec, &e), 0);
+	shard_reader_close(r);
+
+	shard_buf b = {0};
+	size_t n;
+	const char *bad = "{\"input_ids\":[1,2],\"mask\":[1,2]}";
+	assert_int_equal(shard_jsonl_parse(bad, strlen(bad), "x", 7, &b, &n, &e), -SFT_EXIT_DATA);
+	assert_string_equal(e.msg, "x:7: mask[1]: expected 0 or 1");
+	shard_buf_free(&b);
+}
+
+static void test_writer_rejects_bad_records(void **state)
+{
+	(void)state;
+	char p[512];
+	path_in(p, sizeof p, "w.bin");
+	FILE *fp = fopen(p, "wb");
+	shard_header h = hdr(100, SHARD_PACKED);
+	sft_error e = {0};
+	shard_writer *w = shard_writer_open_stream(fp, &h, &e);
+	uint32_t t[4] = {1, 2, 100, 3};
+	uint8_t m[4] = {1, 1, 1, 1};
+	shard_record r = {.tokens = t, .mask = m, .n = 4};
+	assert_int_equal(shard_write(w, &r, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "id 100 >= vocab size 100"));
+	t[2] = 5;
+	shard_segment s[2] = {{.doc_id = 0, .offset = 0, .len = 2}, {.doc_id = 1, .offset = 0, .len = 1}};
+	r.segs = s;
+	r.n_seg = 2;
+	assert_int_equal(shard_write(w, &r, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "bad segment lengths"));
+	shard_writer_abort(w);
+	fclose(fp);
+
+	shard_header a = hdr(100, 0), b2 = hdr(100, 0);
+	b2.fingerprint[3] ^= 1;
+	assert_int_equal(shard_header_check_compatible(&a, "a", &b2, "b", &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "different tokenizers"));
+	assert_int_equal(shard_header_check_compatible(&a, "a", &a, "b", &e), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stream_roundtrip_u16_u32),
+		cmocka_unit_test(test_file_mmap_rows_and_verify),
+		cmocka_unit_test(test_reader_errors),
+		cmocka_unit_test(test_jsonl_twin),
+		cmocka_unit_test(test_writer_rejects_bad_records),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,158 @@
+/* Unit tests of tok-encode's mask rules (tools/tok-encode/chat.c, compiled in here):
+ * the transformers char_to_token span rule, the prefix-diff overlap rule, the end-of-turn
+ * rule and truncation, on hand-made token offsets; then the whole record path against
+ * the transformers fixtures in tests/fixtures/tok-encode (scripts/gen-tok-encode-fixtures.py). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../tools/tok-encode/chat.c"
+
+/* text:    "<s>ab cd<e>\n"   tokens: <s> | ab | " cd" | <e> | \n
+ * bytes:    0  3  5    8    11  12 */
+static const char T1[] = "<s>ab cd<e>\n";
+static const size_t S1[] = {0, 3, 5, 8, 11};
+static const size_t E1[] = {3, 5, 8, 11, 12};
+#define N1 5
+
+static void expect_mask(const uint8_t *got, const char *want)
+{
+	char buf[64];
+	size_t n = strlen(want);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)('0' + got[i]);
+	buf[n] = '\0';
+	assert_string_equal(buf, want);
+}
+
+static void test_spans_exact(void **state)
+{
+	(void)state;
+	uint8_t m[N1] = {0};
+	jinja_span sp[] = {{3, 11}}; /* "ab cd<e>" */
+	te_mask_from_spans(T1, sizeof T1 - 1, S1, E1, N1, sp, 1, m);
+	expect_mask(m, "01110");
+}
+
+static void test_spans_partial_tokens(void **state)
+{
+	(void)state;
+	uint8_t m[N1] = {0};
+	jinja_span sp[] = {{4, 6}}; /* "b " : starts inside "ab", ends inside " cd" */
+	te_mask_from_spans(T1, sizeof T1 - 1, S1, E1, N1, sp, 1, m);
+	expect_mask(m, "01100");
+}
+
+static void test_spans_start_in_gap_breaks(void **state)
+{
+	(void)state;
+	/* tokens leave byte 5 uncovered (as trimmed offsets do): the span starting there stops
+	 * the loop, so the later span is ignored, exactly as transformers' `break` */
+	const size_t s[] = {0, 3, 6, 8, 11};
+	const size_t e[] = {3, 5, 8, 11, 12};
+	uint8_t m[N1] = {0};
+	jinja_span sp[] = {{3, 5}, {5, 8}, {8, 11}};
+	te_mask_from_spans(T1, sizeof T1 - 1, s, e, N1, sp, 3, m);
+	expect_mask(m, "01000");
+}
+
+static void test_spans_end_in_token0_runs_to_end(void **state)
+{
+	(void)state;
+	/* `end_token + 1 if end_token else len(input_ids)`: an end token of 0 is falsy */
+	uint8_t m[N1] = {0};
+	jinja_span sp[] = {{0, 3}};
+	te_mask_from_spans(T1, sizeof T1 - 1, S1, E1, N1, sp, 1, m);
+	expect_mask(m, "11111");
+}
+
+static void test_spans_end_uncovered_runs_to_end(void **state)
+{
+	(void)state;
+	const size_t s[] = {0, 3, 5, 8, 11};
+	const size_t e[] = {3, 5, 7, 11, 12}; /* byte 7 in no token */
+	uint8_t m[N1] = {0};
+	jinja_span sp[] = {{3, 8}};
+	te_mask_from_spans(T1, sizeof T1 - 1, s, e, N1, sp, 1, m);
+	expect_mask(m, "01111");
+}
+
+static void test_spans_multibyte_last_char(void **state)
+{
+	(void)state;
+	/* "xé|y": é is 2 bytes (1..3) split over tokens 1 and 2 (byte-level BPE); a span
+	 * ending after é ends at the first token holding é's first byte */
+	const char t[] = "x\xc3\xa9y";
+	const size_t s[] = {0, 1, 2, 3};
+	const size_t e[] = {1, 2, 3, 4};
+	uint8_t m[4] = {0};
+	jinja_span sp[] = {{0, 3}};
+	te_mask_from_spans(t, 4, s, e, 4, sp, 1, m);
+	expect_mask(m, "1100");
+}
+
+static void test_overlap(void **state)
+{
+	(void)state;
+	uint8_t m[N1] = {0};
+	te_mask_overlap(S1, E1, N1, 4, 9, m); /* "b cd<" */
+	expect_mask(m, "01110");
+	uint8_t z[N1] = {0};
+	te_mask_overlap(S1, E1, N1, 5, 5, z); /* empty span */
+	expect_mask(z, "00000");
+}
+
+static void test_turn_end(void **state)
+{
+	(void)state;
+	const uint8_t sp[N1] = {1, 0, 0, 1, 0};
+	/* the diff "ab cd<e>\n": trained through <e>, not the newline after it */
+	assert_int_equal(te_turn_end(T1, 3, 12, S1, E1, sp, N1), 11);
+	/* no special token inside: trailing whitespace dropped */
+	const uint8_t none[N1] = {0};
+	assert_int_equal(te_turn_end(T1, 3, 12, S1, E1, none, N1), 11);
+	assert_int_equal(te_turn_end("ab \n", 0, 4, S1, E1, none, 0), 2);
+	/* text after the special token that is not whitespace: keep it all */
+	const char t2[] = "<s>ab<e>xy";
+	const size_t s2[] = {0, 3, 5, 8};
+	const size_t e2[] = {3, 5, 8, 10};
+	const uint8_t sp2[] = {1, 0, 1, 0};
+	assert_int_equal(te_turn_end(t2, 3, 10, s2, e2, sp2, 4), 10);
+}
+
+static void test_truncate(void **state)
+{
+	(void)state;
+	uint32_t ids[5] = {1, 2, 3, 4, 5};
+	uint8_t m[5] = {0, 0, 1, 1, 1};
+	size_t n = 5;
+	assert_int_equal(te_truncate(ids, m, &n, 8, TE_TRUNC_KEEP_START), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(te_truncate(ids, m, &n, 3, TE_TRUNC_KEEP_END), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 3);
+	assert_int_equal(ids[2], 5);
+	expect_mask(m, "111");
+	assert_int_equal(te_truncate(ids, m, &n, 2, TE_TRUNC_KEEP_START), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[1], 4);
+	assert_int_equal(te_truncate(ids, m, &n, 1, TE_TRUNC_DROP), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spans_exact),
+		cmocka_unit_test(test_spans_partial_tokens),
+		cmocka_unit_test(test_spans_start_in_gap_breaks),
+		cmocka_unit_test(test_spans_end_uncovered_runs_to_end),
+		cmocka_unit_test(test_spans_end_in_token0_runs_to_end),
+		cmocka_unit_test(test_spans_multibyte_last_char),
+		cmocka_unit_test(test_overlap),
+		cmocka_unit_test(test_turn_end),
+		cmocka_unit_test(test_truncate),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

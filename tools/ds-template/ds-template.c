@@ -1,0 +1,828 @@
+/* ds-template - raw dataset records (JSONL) -> chat records.
+ *
+ * Each input record becomes {"messages":[...]} (or {"prompt":[...],"completion":[...]},
+ * or {"text":...} rendered with a model's chat template), either by rendering the
+ * Jinja templates of a prompts directory with the record's fields as variables, or by a
+ * built-in mapping of a known format (alpaca, sharegpt, openai, ...). Other fields pass
+ * through. Records are processed in batches by -j threads; output order = input order. */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "cli.h"
+#include "jinja.h"
+#include "jsonl.h"
+#include "log.h"
+#include "progress.h"
+#include "tpl.h"
+
+enum out_format { OUT_DEFAULT = 0, OUT_MESSAGES, OUT_PC, OUT_TEXT };
+enum { T_SYSTEM = 0, T_USER, T_ASSISTANT, T_N };
+static const char *const tpl_files[T_N] = {"system.jinja", "user.jinja", "assistant.jinja"};
+static const char *const tpl_roles[T_N] = {"system", "user", "assistant"};
+
+/* Why a record was not written. */
+enum reason { RS_OK = 0, RS_JSON, RS_RECORD, RS_TEMPLATE, RS_CHAT, RS_N };
+static const char *const reason_names[RS_N] = {"", "invalid JSON", "bad record", "template error",
+					      "chat template error"};
+
+typedef struct list {
+	char **v;
+	size_t n;
+} list;
+
+typedef struct state {
+	/* options */
+	const char *prompts;
+	int from;            /* enum src_format */
+	int out;             /* enum out_format */
+	const char *chat_path, *chat_name;
+	json_t *chat_kwargs;
+	int add_gen;
+	const char *system;
+	int strict, skip, jinja2_defaults;
+	list keep, drop;
+	int drop_all;
+	const char *output;
+	long long threads;
+	/* compiled */
+	jinja_template *tpl[T_N];    /* lenient (or strict with --strict) */
+	jinja_template *probe[T_N];  /* strict twins that detect undefined variables */
+	chat_tpl *chat;
+	const char *in_name;         /* current input, for messages */
+} state;
+
+typedef struct item {
+	char *line;
+	size_t len, cap;
+	long lineno;
+	char *out;
+	size_t out_len, out_cap;
+	int reason;
+	int fmt;        /* the source format used (mapping mode) */
+	int undef;      /* a template read an undefined variable (non-strict mode) */
+	int empty_user, empty_asst;
+	sft_error err;  /* why it failed */
+	sft_error note; /* first undefined variable, for the warning */
+} item;
+
+/* ---- options ---- */
+
+enum {
+	O_PROMPTS = 'p', O_FORMAT = 'f', O_OUTPUT = 'o', O_THREADS = 'j',
+	O_FROM = 256, O_CHAT, O_CHAT_NAME, O_CHAT_KWARGS, O_ADD_GEN, O_SYSTEM, O_STRICT, O_KEEP,
+	O_DROP, O_ON_ERROR, O_JINJA2,
+};
+
+static const cli_option options[] = {
+	{"prompts", 'p', CLI_REQ_ARG, "DIR",
+	 "render DIR/system.jinja, user.jinja and\n"
+	 "assistant.jinja (any may be absent) with each\n"
+	 "record's fields as the variables",
+	 O_PROMPTS},
+	{"from", 0, CLI_REQ_ARG, "FORMAT",
+	 "built-in mapping (no --prompts): auto (default,\n"
+	 "per record), alpaca, sharegpt, openai,\n"
+	 "prompt-completion, instruction-text,\n"
+	 "csv-prompt-completion",
+	 O_FROM},
+	{"format", 'f', CLI_REQ_ARG, "FORMAT",
+	 "messages (default), prompt-completion, or text\n"
+	 "(the default with --chat-template)",
+	 O_FORMAT},
+	{"chat-template", 0, CLI_REQ_ARG, "PATH",
+	 "render with a model's chat template: a tokenizer\n"
+	 "directory, tokenizer_config.json or .jinja file",
+	 O_CHAT},
+	{"chat-template-name", 0, CLI_REQ_ARG, "NAME",
+	 "template of a named list (default: 'default';\n"
+	 "'tool_use' for records with tools)",
+	 O_CHAT_NAME},
+	{"chat-template-kwargs", 0, CLI_REQ_ARG, "JSON",
+	 "more chat template variables, as a JSON object,\n"
+	 "e.g. '{\"enable_thinking\":false}'",
+	 O_CHAT_KWARGS},
+	{"add-generation-prompt", 0, CLI_NO_ARG, NULL,
+	 "end the text with the assistant's header", O_ADD_GEN},
+	{"system", 0, CLI_REQ_ARG, "TEXT", "set (or replace) the system message", O_SYSTEM},
+	{"strict", 0, CLI_NO_ARG, NULL,
+	 "an undefined template variable is an error\n"
+	 "(default: rendered empty, counted, reported)",
+	 O_STRICT},
+	{"keep", 0, CLI_REQ_ARG, "A,B", "pass only these input fields through", O_KEEP},
+	{"drop", 0, CLI_REQ_ARG, "A,B",
+	 "do not pass these input fields through\n"
+	 "('*': pass none)",
+	 O_DROP},
+	{"on-error", 0, CLI_REQ_ARG, "MODE",
+	 "fail (default: stop at the first bad record,\n"
+	 "exit 3) or skip (report and count it, go on)",
+	 O_ON_ERROR},
+	{"jinja2-defaults", 0, CLI_NO_ARG, NULL,
+	 "prompt templates without trim_blocks and\n"
+	 "lstrip_blocks (jinja2.Environment() defaults)",
+	 O_JINJA2},
+	{"output", 'o', CLI_REQ_ARG, "FILE", "write here (atomically), not to stdout", O_OUTPUT},
+	{"threads", 'j', CLI_REQ_ARG, "N", "threads (default: CPUs, at most 16)", O_THREADS},
+	{NULL, 0, 0, NULL, NULL, 0},
+};
+
+static const cli_spec spec = {
+	.prog = "ds-template",
+	.usage = "[options] [FILE.jsonl...]",
+	.summary =
+		"Turn raw dataset records (JSONL, stdin or files) into chat records:\n"
+		"{\"messages\":[{\"role\":\"system\",...},{\"role\":\"user\",...},{\"role\":\"assistant\",...}]}.\n"
+		"With --prompts the templates of a directory are rendered (Jinja2, trim_blocks and\n"
+		"lstrip_blocks on as in chat templates); otherwise a built-in mapping is used.\n"
+		"Other input fields pass through. A summary goes to stderr.",
+	.opts = options,
+	.examples =
+		"  ds-template --prompts prompts/rcds/swiss_leading_decision_summarization train.jsonl\n"
+		"  ds-fetch hf://datasets/gretelai/synthetic_text_to_sql \\\n"
+		"    | ds-template --prompts prompts/gretelai/synthetic_text_to_sql --drop '*' > sql.jsonl\n"
+		"  ds-template --from alpaca alpaca.jsonl --format prompt-completion\n"
+		"  ds-template chat.jsonl --chat-template models/SmolLM2-135M-Instruct | head -1\n"
+		"  ds-template --prompts prompts/medqa/med_qa_cot --strict --on-error skip in.jsonl\n",
+	.footer = NULL,
+};
+
+static int split_list(const char *arg, list *l, sft_error *err, const char *opt)
+{
+	const char *p = arg;
+	for (;;) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		if (n == 0)
+			return sft_error_set(err, SFT_EXIT_USAGE, "invalid value '%s' for --%s: empty field name",
+					     arg, opt);
+		char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+		if (!nv)
+			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		l->v = nv;
+		l->v[l->n++] = strndup(p, n);
+		if (!c)
+			return 0;
+		p = c + 1;
+	}
+}
+
+static int in_list(const list *l, const char *k)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i], k))
+			return 1;
+	return 0;
+}
+
+static int on_option(void *ctx, int id, const char *arg, const char *source, sft_error *err)
+{
+	state *S = ctx;
+	(void)source;
+	switch (id) {
+	case O_PROMPTS: S->prompts = arg; return 0;
+	case O_FROM:
+		S->from = src_format_parse(arg);
+		if (S->from < 0)
+			return sft_error_set(err, SFT_EXIT_USAGE,
+					     "invalid value '%s' for --from: expected auto, alpaca, sharegpt, "
+					     "openai, prompt-completion, instruction-text or "
+					     "csv-prompt-completion",
+					     arg);
+		return 0;
+	case O_FORMAT:
+		if (!strcmp(arg, "messages"))
+			S->out = OUT_MESSAGES;
+		else if (!strcmp(arg, "prompt-completion"))
+			S->out = OUT_PC;
+		else if (!strcmp(arg, "text"))
+			S->out = OUT_TEXT;
+		else
+			return sft_error_set(err, SFT_EXIT_USAGE,
+					     "invalid value '%s' for --format: expected messages, "
+					     "prompt-completion or text",
+					     arg);
+		return 0;
+	case O_CHAT: S->chat_path = arg; return 0;
+	case O_CHAT_NAME: S->chat_name = arg; return 0;
+	case O_CHAT_KWARGS: {
+		json_error_t je;
+		json_decref(S->chat_kwargs);
+		S->chat_kwargs = json_loads(arg, 0, &je);
+		if (!json_is_object(S->chat_kwargs))
+			return sft_error_set(err, SFT_EXIT_USAGE,
+					     "invalid value '%s' for --chat-template-kwargs: expected a JSON "
+					     "object%s%s",
+					     arg, S->chat_kwargs ? "" : ": ", S->chat_kwargs ? "" : je.text);
+		return 0;
+	}
+	case O_ADD_GEN: S->add_gen = 1; return 0;
+	case O_SYSTEM: S->system = arg; return 0;
+	case O_STRICT: S->strict = 1; return 0;
+	case O_KEEP: return split_list(arg, &S->keep, err, "keep");
+	case O_DROP:
+		if (!strcmp(arg, "*")) {
+			S->drop_all = 1;
+			return 0;
+		}
+		return split_list(arg, &S->drop, err, "drop");
+	case O_ON_ERROR:
+		if (!strcmp(arg, "fail"))
+			S->skip = 0;
+		else if (!strcmp(arg, "skip"))
+			S->skip = 1;
+		else
+			return sft_error_set(err, SFT_EXIT_USAGE,
+					     "invalid value '%s' for --on-error: expected fail or skip", arg);
+		return 0;
+	case O_JINJA2: S->jinja2_defaults = 1; return 0;
+	case O_OUTPUT: S->output = arg; return 0;
+	case O_THREADS: return cli_parse_long("threads", arg, 1, 256, &S->threads, err);
+	}
+	return sft_error_set(err, SFT_EXIT_INTERNAL, "unhandled option %d", id);
+}
+
+/* ---- templates of a prompts directory ---- */
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	char *p = malloc(n + strlen(name) + 2);
+	if (!p)
+		die(SFT_EXIT_RUNTIME, "out of memory");
+	sprintf(p, "%.*s/%s", (int)n, dir, name);
+	return p;
+}
+
+static void load_prompts(state *S)
+{
+	struct stat st;
+	if (stat(S->prompts, &st) != 0 || !S_ISDIR(st.st_mode))
+		die_usage("--prompts %s: not a directory", S->prompts);
+	int found = 0;
+	for (int k = 0; k < T_N; k++) {
+		char *path = path_join(S->prompts, tpl_files[k]);
+		if (access(path, F_OK) != 0) {
+			free(path);
+			continue;
+		}
+		sft_error err = {0};
+		size_t len;
+		char *src = file_read_all(path, &len, &err);
+		if (!src)
+			die_err(&err);
+		jinja_options o;
+		jinja_options_init(&o);
+		if (S->jinja2_defaults)
+			o.trim_blocks = o.lstrip_blocks = 0;
+		o.strict = S->strict;
+		S->tpl[k] = jinja_compile(src, len, path, &o, &err);
+		if (!S->tpl[k])
+			die_err(&err);
+		if (!S->strict) {
+			o.strict = 1;
+			S->probe[k] = jinja_compile(src, len, path, &o, &err);
+			if (!S->probe[k])
+				die_err(&err);
+		}
+		free(src);
+		free(path);
+		found++;
+	}
+	if (!found)
+		die_usage("--prompts %s: no system.jinja, user.jinja or assistant.jinja there", S->prompts);
+}
+
+/* ---- one record ---- */
+
+static int fail(item *it, int reason, const state *S, sft_error *e)
+{
+	it->reason = reason;
+	if (e != &it->err)
+		it->err = *e;
+	if (reason != RS_JSON) /* json_parse_located already names the place */
+		sft_error_prefix(&it->err, "%s:%ld", S->in_name, it->lineno);
+	return -1;
+}
+
+static int blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return 0;
+	return 1;
+}
+
+/* Renders template k; counts undefined variables through the strict twin. */
+static int render_one(const state *S, int k, const json_t *rec, item *it, char **out, size_t *len)
+{
+	sft_error e = {0};
+	if (S->probe[k]) {
+		if (jinja_render(S->probe[k], rec, out, len, NULL, NULL, &e) == 0)
+			return 0;
+		sft_error probe_err = e;
+		sft_error_clear(&e);
+		if (jinja_render(S->tpl[k], rec, out, len, NULL, NULL, &e) == 0) {
+			if (!it->undef)
+				it->note = probe_err;
+			it->undef = 1;
+			return 0;
+		}
+		return fail(it, RS_TEMPLATE, S, &e);
+	}
+	if (jinja_render(S->tpl[k], rec, out, len, NULL, NULL, &e) == 0)
+		return 0;
+	return fail(it, RS_TEMPLATE, S, &e);
+}
+
+static json_t *msg_new(const char *role, const char *s, size_t n)
+{
+	json_t *m = json_object();
+	json_object_set_new(m, "role", json_string(role));
+	json_object_set_new(m, "content", json_stringn(s, n));
+	return m;
+}
+
+static json_t *messages_from_templates(const state *S, const json_t *rec, item *it)
+{
+	json_t *msgs = json_array();
+	for (int k = 0; k < T_N; k++) {
+		if (!S->tpl[k])
+			continue;
+		char *s;
+		size_t n;
+		if (render_one(S, k, rec, it, &s, &n) < 0) {
+			json_decref(msgs);
+			return NULL;
+		}
+		/* an empty system prompt means "no system message" (conditional prompts) */
+		if (k != T_SYSTEM || !blank(s, n))
+			json_array_append_new(msgs, msg_new(tpl_roles[k], s, n));
+		free(s);
+	}
+	return msgs;
+}
+
+/* --system: replace the first system message's content or insert one. */
+static json_t *set_system(json_t *msgs, const char *text)
+{
+	json_t *copy = json_deep_copy(msgs);
+	json_decref(msgs);
+	json_t *first = json_array_get(copy, 0);
+	const json_t *role = json_object_get(first, "role");
+	if (json_is_string(role) && !strcmp(json_string_value(role), "system"))
+		json_object_set_new(first, "content", json_string(text));
+	else
+		json_array_insert_new(copy, 0, msg_new("system", text, strlen(text)));
+	return copy;
+}
+
+static void check_empty(const json_t *msgs, item *it)
+{
+	size_t i;
+	json_t *m;
+	json_array_foreach(msgs, i, m) {
+		const json_t *c = json_object_get(m, "content");
+		const char *r = json_string_value(json_object_get(m, "role"));
+		if (!r || !json_is_string(c) || !blank(json_string_value(c), json_string_length(c)))
+			continue;
+		if (!strcmp(r, "user"))
+			it->empty_user = 1;
+		else if (!strcmp(r, "assistant"))
+			it->empty_asst = 1;
+	}
+}
+
+static int out_key(const state *S, const char *k)
+{
+	switch (S->out) {
+	case OUT_PC: return !strcmp(k, "prompt") || !strcmp(k, "completion");
+	case OUT_TEXT: return !strcmp(k, "text");
+	default: return !strcmp(k, "messages");
+	}
+}
+
+static int pass_field(const state *S, int fmt, const char *k)
+{
+	if (out_key(S, k))
+		return 0;
+	if (S->keep.n)
+		return in_list(&S->keep, k);
+	if (S->drop_all || in_list(&S->drop, k))
+		return 0;
+	return !mapping_consumes(fmt, k);
+}
+
+static int render_chat(const state *S, const json_t *msgs, const json_t *rec, int gen, char **s,
+		       size_t *n, item *it)
+{
+	sft_error e = {0};
+	if (chat_tpl_render(S->chat, msgs, json_object_get(rec, "tools"),
+			    json_object_get(rec, "documents"), gen, s, n, &e) < 0)
+		return fail(it, RS_CHAT, S, &e);
+	return 0;
+}
+
+static void process(const state *S, item *it)
+{
+	it->reason = RS_OK;
+	it->undef = it->empty_user = it->empty_asst = 0;
+	it->fmt = 0;
+	it->out_len = 0;
+	sft_error e = {0};
+	json_t *rec = json_parse_located(it->line, it->len, S->in_name, it->lineno, 0, &e);
+	if (!rec) {
+		fail(it, RS_JSON, S, &e);
+		return;
+	}
+	json_t *msgs = NULL, *res = NULL;
+	if (S->prompts) {
+		msgs = messages_from_templates(S, rec, it);
+		if (!msgs)
+			goto done;
+	} else {
+		it->fmt = S->from ? S->from : src_format_detect(rec);
+		if (it->fmt < 0) {
+			char fields[256] = "";
+			const char *k;
+			json_t *v;
+			json_object_foreach(rec, k, v) {
+				size_t u = strlen(fields);
+				snprintf(fields + u, sizeof fields - u, "%s%s", u ? ", " : "", k);
+			}
+			sft_error_set(&e, SFT_EXIT_DATA,
+				      "cannot tell the record's format from its fields (%s); use --from or "
+				      "--prompts",
+				      fields[0] ? fields : "none");
+			it->fmt = 0;
+			fail(it, RS_RECORD, S, &e);
+			goto done;
+		}
+		msgs = mapping_messages(it->fmt, rec, &e);
+		if (!msgs) {
+			fail(it, RS_RECORD, S, &e);
+			goto done;
+		}
+	}
+	if (S->system)
+		msgs = set_system(msgs, S->system);
+	check_empty(msgs, it);
+
+	res = json_object();
+	if (S->out == OUT_PC) {
+		size_t n = json_array_size(msgs);
+		const json_t *last = json_array_get(msgs, n ? n - 1 : 0);
+		const char *r = json_string_value(json_object_get(last, "role"));
+		if (!r || strcmp(r, "assistant")) {
+			sft_error_set(&e, SFT_EXIT_DATA,
+				      "--format prompt-completion: the last message is not from the assistant");
+			fail(it, RS_RECORD, S, &e);
+			goto done;
+		}
+		json_t *prompt = json_array();
+		for (size_t i = 0; i + 1 < n; i++)
+			json_array_append(prompt, json_array_get(msgs, i));
+		json_t *completion = json_array();
+		json_array_append(completion, (json_t *)last);
+		if (S->chat) {
+			char *ps = NULL, *fs = NULL;
+			size_t pn, fn;
+			if (render_chat(S, prompt, rec, 1, &ps, &pn, it) < 0 ||
+			    render_chat(S, msgs, rec, 0, &fs, &fn, it) < 0) {
+				free(ps);
+				json_decref(prompt);
+				json_decref(completion);
+				goto done;
+			}
+			if (fn < pn || memcmp(ps, fs, pn)) {
+				free(ps);
+				free(fs);
+				json_decref(prompt);
+				json_decref(completion);
+				sft_error_set(&e, SFT_EXIT_DATA,
+					      "the chat template's prompt (with the generation prompt) is not a "
+					      "prefix of the whole conversation, so prompt and completion "
+					      "cannot be split");
+				fail(it, RS_CHAT, S, &e);
+				goto done;
+			}
+			json_decref(prompt);
+			json_decref(completion);
+			prompt = json_stringn(ps, pn);
+			completion = json_stringn(fs + pn, fn - pn);
+			free(ps);
+			free(fs);
+		}
+		json_object_set_new(res, "prompt", prompt);
+		json_object_set_new(res, "completion", completion);
+	} else if (S->out == OUT_TEXT) {
+		char *s;
+		size_t n;
+		if (render_chat(S, msgs, rec, S->add_gen, &s, &n, it) < 0)
+			goto done;
+		json_object_set_new(res, "text", json_stringn(s, n));
+		free(s);
+	} else {
+		json_object_set(res, "messages", msgs);
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(rec, k, v) {
+		if (pass_field(S, it->fmt, k))
+			json_object_set(res, k, v);
+	}
+	if (json_dump_compact(res, &it->out, &it->out_len, &it->out_cap) < 0) {
+		sft_error_set(&e, SFT_EXIT_RUNTIME, "out of memory");
+		fail(it, RS_RECORD, S, &e);
+		goto done;
+	}
+	if (it->out_len + 2 > it->out_cap) {
+		char *nb = realloc(it->out, it->out_len + 2);
+		if (!nb) {
+			sft_error_set(&e, SFT_EXIT_RUNTIME, "out of memory");
+			fail(it, RS_RECORD, S, &e);
+			goto done;
+		}
+		it->out = nb;
+		it->out_cap = it->out_len + 2;
+	}
+	it->out[it->out_len++] = '\n';
+done:
+	json_decref(res);
+	json_decref(msgs);
+	json_decref(rec);
+}
+
+
+/* ---- the run ---- */
+
+#define WARN_MAX 5 /* per kind; -v shows all */
+
+typedef struct counts {
+	unsigned long long read, written, skipped[RS_N], undef, empty_user, empty_asst;
+	unsigned long long fmt[SRC_N];
+	unsigned long long warned[RS_N + 3];
+} counts;
+
+static int may_warn(counts *C, int kind)
+{
+	return C->warned[kind]++ < WARN_MAX || log_level() >= LOG_VERBOSE;
+}
+
+static void die_flushed(const sft_error *e, atomic_file *af)
+{
+	if (af)
+		atomic_abort(af);
+	else
+		fflush(stdout);
+	die_err(e);
+}
+
+static void write_or_die(FILE *out, const char *buf, size_t n, atomic_file *af)
+{
+	if (fwrite(buf, 1, n, out) != n) {
+		sft_error e;
+		sft_error_set(&e, SFT_EXIT_RUNTIME, "%s: write error: %s",
+			      af && af->tmp_path ? af->path : "<stdout>", strerror(errno));
+		die_flushed(&e, af);
+	}
+}
+
+/* One input: read a batch of lines, render them in parallel, write in input order. */
+static void run_input(state *S, const char *path, FILE *out, atomic_file *af, counts *C,
+		      item *items, size_t B, int nt)
+{
+	sft_error err = {0};
+	jsonl_reader *r = jsonl_open(path, &err);
+	if (!r)
+		die_flushed(&err, af);
+	S->in_name = jsonl_name(r);
+	uint64_t total_bytes = 0;
+	struct stat st;
+	if (path && strcmp(path, "-") && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+		total_bytes = (uint64_t)st.st_size;
+	progress P;
+	progress_start(&P, "records", 0, total_bytes);
+	for (;;) {
+		size_t n = 0;
+		uint64_t bytes = 0;
+		while (n < B) {
+			const char *line;
+			size_t len;
+			int rc = jsonl_next_line(r, &line, &len, &err);
+			if (rc < 0) {
+				progress_finish(&P);
+				die_flushed(&err, af);
+			}
+			if (rc == 0)
+				break;
+			item *it = &items[n++];
+			if (len + 1 > it->cap) {
+				free(it->line);
+				it->cap = len + 1 > 256 ? len + 1 : 256;
+				it->line = malloc(it->cap);
+				if (!it->line)
+					die(SFT_EXIT_RUNTIME, "out of memory");
+			}
+			memcpy(it->line, line, len);
+			it->line[len] = '\0';
+			it->len = len;
+			it->lineno = jsonl_line(r);
+			bytes += len + 1;
+		}
+		if (n == 0)
+			break;
+		const state *cs = S;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nt > 1 && n > 1)
+		for (size_t i = 0; i < n; i++)
+			process(cs, &items[i]);
+		for (size_t i = 0; i < n; i++) {
+			item *it = &items[i];
+			C->read++;
+			if (it->reason) {
+				if (!S->skip) {
+					progress_finish(&P);
+					if (!it->err.code)
+						it->err.code = SFT_EXIT_DATA;
+					die_flushed(&it->err, af);
+				}
+				C->skipped[it->reason]++;
+				if (may_warn(C, it->reason)) {
+					progress_finish(&P);
+					log_warn("%s (skipped)", it->err.msg);
+				}
+				continue;
+			}
+			C->fmt[it->fmt]++;
+			write_or_die(out, it->out, it->out_len, af);
+			C->written++;
+			if (it->undef) {
+				C->undef++;
+				if (may_warn(C, RS_N)) {
+					progress_finish(&P);
+					log_warn("%s:%ld: %s (rendered as empty)", S->in_name, it->lineno,
+						 it->note.msg);
+				}
+			}
+			if (it->empty_user) {
+				C->empty_user++;
+				if (may_warn(C, RS_N + 1)) {
+					progress_finish(&P);
+					log_warn("%s:%ld: empty user message", S->in_name, it->lineno);
+				}
+			}
+			if (it->empty_asst) {
+				C->empty_asst++;
+				if (may_warn(C, RS_N + 2)) {
+					progress_finish(&P);
+					log_warn("%s:%ld: empty assistant message", S->in_name, it->lineno);
+				}
+			}
+		}
+		progress_add(&P, n, bytes);
+	}
+	progress_finish(&P);
+	jsonl_close(r);
+}
+
+static void summary(const state *S, const counts *C, double secs)
+{
+	char buf[1024];
+	unsigned long long skipped = 0;
+	for (int r = 1; r < RS_N; r++)
+		skipped += C->skipped[r];
+	int n = snprintf(buf, sizeof buf, "%llu record%s read, %llu written, %llu skipped", C->read,
+			 C->read == 1 ? "" : "s", C->written, skipped);
+	if (skipped) {
+		const char *sep = " (";
+		for (int r = 1; r < RS_N; r++)
+			if (C->skipped[r]) {
+				n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%llu %s", sep, C->skipped[r],
+					      reason_names[r]);
+				sep = ", ";
+			}
+		n += snprintf(buf + n, sizeof buf - (size_t)n, ")");
+	}
+	if (!S->prompts && C->written) {
+		const char *sep = "; from ";
+		for (int f = 1; f < SRC_N; f++)
+			if (C->fmt[f]) {
+				n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%s %llu", sep,
+					      src_format_name(f), C->fmt[f]);
+				sep = ", ";
+			}
+	}
+	if (secs > 0 && C->read)
+		snprintf(buf + n, sizeof buf - (size_t)n, "; %.0f records/s", (double)C->read / secs);
+	if (C->undef)
+		log_warn("%llu record%s used undefined variables (rendered as empty; --strict makes this "
+			 "an error)",
+			 C->undef, C->undef == 1 ? "" : "s");
+	if (C->empty_user)
+		log_warn("%llu record%s with an empty user message", C->empty_user,
+			 C->empty_user == 1 ? "" : "s");
+	if (C->empty_asst)
+		log_warn("%llu record%s with an empty assistant message", C->empty_asst,
+			 C->empty_asst == 1 ? "" : "s");
+	log_info("%s", buf); /* last, so `2>&1 | tail -1` shows it */
+}
+
+int main(int argc, char **argv)
+{
+	log_init(argv[0]);
+	json_object_seed(0); /* before any thread touches jansson objects */
+	static state S;
+	char **pos = NULL;
+	int npos = cli_parse(&spec, argc, argv, on_option, &S, &pos);
+
+	if (S.prompts && S.from)
+		die_usage("--from and --prompts cannot be used together (templates replace the mapping)");
+	if (S.keep.n && (S.drop.n || S.drop_all))
+		die_usage("--keep and --drop cannot be used together");
+	if (S.out == OUT_TEXT && !S.chat_path)
+		die_usage("--format text needs --chat-template");
+	if (S.out == OUT_MESSAGES && S.chat_path)
+		die_usage("--chat-template renders text: use --format text or prompt-completion");
+	if ((S.chat_name || S.chat_kwargs || S.add_gen) && !S.chat_path)
+		die_usage("--chat-template-name, --chat-template-kwargs and --add-generation-prompt need "
+			  "--chat-template");
+	if (S.add_gen && S.out == OUT_PC)
+		die_usage("--add-generation-prompt is implied for the prompt of --format prompt-completion");
+	if (S.out == OUT_DEFAULT)
+		S.out = S.chat_path ? OUT_TEXT : OUT_MESSAGES;
+	if (S.prompts) {
+		load_prompts(&S);
+		if (S.out == OUT_PC && !S.tpl[T_ASSISTANT])
+			die_usage("--format prompt-completion needs %s/assistant.jinja", S.prompts);
+	}
+	if (S.chat_path) {
+		sft_error err = {0};
+		S.chat = chat_tpl_load(S.chat_path, S.chat_name, S.chat_kwargs, &err);
+		if (!S.chat) {
+			if (err.code == SFT_EXIT_USAGE)
+				die_usage("--chat-template %s", err.msg);
+			die_err(&err);
+		}
+	}
+	int nt = (int)S.threads;
+	if (nt <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		nt = c < 1 ? 1 : c > 16 ? 16 : (int)c;
+	}
+
+	sft_error err = {0};
+	atomic_file *af = NULL;
+	FILE *out = stdout;
+	if (S.output && strcmp(S.output, "-")) {
+		af = atomic_open(S.output, &err);
+		if (!af)
+			die_err(&err);
+		out = af->fp;
+	}
+	size_t B = nt > 1 ? 256 * (size_t)nt : 64;
+	item *items = calloc(B, sizeof *items);
+	if (!items)
+		die(SFT_EXIT_RUNTIME, "out of memory");
+	counts C;
+	memset(&C, 0, sizeof C);
+	double t0 = clock_now();
+	if (npos == 0)
+		run_input(&S, "-", out, af, &C, items, B, nt);
+	for (int i = 0; i < npos; i++)
+		run_input(&S, pos[i], out, af, &C, items, B, nt);
+
+	if (af) {
+		if (atomic_commit(af, &err) < 0)
+			die_err(&err);
+	} else {
+		stdout_close_or_die();
+	}
+	summary(&S, &C, clock_now() - t0);
+
+	for (size_t i = 0; i < B; i++) {
+		free(items[i].line);
+		free(items[i].out);
+	}
+	free(items);
+	free(pos);
+	for (int k = 0; k < T_N; k++) {
+		jinja_free(S.tpl[k]);
+		jinja_free(S.probe[k]);
+	}
+	chat_tpl_free(S.chat);
+	json_decref(S.chat_kwargs);
+	for (size_t i = 0; i < S.keep.n; i++)
+		free(S.keep.v[i]);
+	for (size_t i = 0; i < S.drop.n; i++)
+		free(S.drop.v[i]);
+	free(S.keep.v);
+	free(S.drop.v);
+	return 0;
+}
