@@ -194,12 +194,12 @@ static gguf_file *parse(gguf_file *g, sft_error *err)
 	}
 	if (rd_u64(&r, &g->n_tensors, "tensor count") < 0 || rd_u64(&r, &g->n_kv, "kv count") < 0)
 		goto fail;
-	if (g->n_kv > (g->size - r.pos) / 13) {
-		rd_fail(&r, "kv count larger than the file can hold");
-		goto fail;
-	}
-	if (g->n_tensors > (g->size - r.pos) / 24) {
-		rd_fail(&r, "tensor count larger than the file can hold");
+	if (g->n_kv > (g->size - r.pos) / 13 || g->n_tensors > (g->size - r.pos) / 24) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "truncated file or corrupt kv count/tensor count: %llu kvs and %llu tensors cannot fit in %zu bytes",
+		         (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size - r.pos);
+		r.pos = 8;
+		rd_fail(&r, msg);
 		goto fail;
 	}
 	g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);

@@ -376,16 +376,32 @@ static int is_data_file(const hf_file *f)
 static int pattern_match(const char *pat, const char *path)
 {
 	/* fnmatch without FNM_PATHNAME: '*' (and so '**') also crosses '/' */
-	return fnmatch(pat, path, 0) == 0;
+	if (fnmatch(pat, path, 0) == 0)
+		return 1;
+	/* a double star followed by a slash also matches zero directories: data/(**)/x.jsonl ~ data/x.jsonl */
+	const char *ss = strstr(pat, "**/");
+	if (!ss)
+		return 0;
+	char buf[2048];
+	size_t j = 0;
+	for (const char *p = pat; *p && j + 1 < sizeof buf;) {
+		if (!strncmp(p, "**/", 3)) {
+			p += 3;
+			continue;
+		}
+		buf[j++] = *p++;
+	}
+	buf[j] = '\0';
+	return fnmatch(buf, path, 0) == 0;
 }
 
 static int add_pattern_files(hf_repo *r, const char *subset, const char *split, const char *data_dir,
-			     json_t *pat)
+			     json_t *pat, const char *glob)
 {
 	if (json_is_array(pat)) {
 		size_t i;
 		json_t *e;
-		json_array_foreach(pat, i, e) if (add_pattern_files(r, subset, split, data_dir, e) < 0) return -1;
+		json_array_foreach(pat, i, e) if (add_pattern_files(r, subset, split, data_dir, e, glob) < 0) return -1;
 		return 0;
 	}
 	const char *p = json_string_value(pat);
@@ -393,7 +409,8 @@ static int add_pattern_files(hf_repo *r, const char *subset, const char *split, 
 		return 0;
 	char *full = data_dir ? str_printf("%s/%s", data_dir, p) : strdup(p);
 	for (size_t i = 0; i < r->nfiles; i++)
-		if (pattern_match(full, r->files[i].path) && add_to_split(r, subset, split, i) < 0) {
+		if (pattern_match(full, r->files[i].path) && (!glob || pattern_match(glob, r->files[i].path)) &&
+		    add_to_split(r, subset, split, i) < 0) {
 			free(full);
 			return -1;
 		}
@@ -536,20 +553,20 @@ static int layout_from_configs(hf_repo *r, json_t *configs, const char *glob)
 		if (!df) {
 			rc = layout_conventional(r, name, data_dir, glob);
 		} else if (json_is_string(df)) {
-			rc = add_pattern_files(r, name, "train", data_dir, df);
+			rc = add_pattern_files(r, name, "train", data_dir, df, glob);
 		} else if (json_is_object(df)) {
 			const char *sp;
 			json_t *pat;
-			json_object_foreach(df, sp, pat) if ((rc = add_pattern_files(r, name, sp, data_dir, pat)) < 0) break;
+			json_object_foreach(df, sp, pat) if ((rc = add_pattern_files(r, name, sp, data_dir, pat, glob)) < 0) break;
 		} else if (json_is_array(df)) {
 			size_t j;
 			json_t *e;
 			json_array_foreach(df, j, e) {
 				if (json_is_string(e)) {
-					rc = add_pattern_files(r, name, "train", data_dir, e);
+					rc = add_pattern_files(r, name, "train", data_dir, e, glob);
 				} else {
 					const char *sp = json_string_value(json_object_get(e, "split"));
-					rc = add_pattern_files(r, name, sp ? sp : "train", data_dir, json_object_get(e, "path"));
+					rc = add_pattern_files(r, name, sp ? sp : "train", data_dir, json_object_get(e, "path"), glob);
 				}
 				if (rc < 0)
 					break;
@@ -559,6 +576,25 @@ static int layout_from_configs(hf_repo *r, json_t *configs, const char *glob)
 			return rc;
 	}
 	return 0;
+}
+
+static int split_rank(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, SPLIT_NAMES[i]))
+			return i;
+	return 3;
+}
+
+static int cmp_split(const void *a, const void *b)
+{
+	const hf_split *x = a, *y = b;
+	if (x->subset_rank != y->subset_rank)
+		return x->subset_rank < y->subset_rank ? -1 : 1;
+	int rx = split_rank(x->split), ry = split_rank(y->split);
+	if (rx != ry)
+		return rx - ry;
+	return strcmp(x->split, y->split);
 }
 
 static int cmp_size_t_path(const void *a, const void *b, void *ctx)
@@ -597,7 +633,8 @@ hf_repo *hf_repo_open(const http_opts *o, const char *repo, const char *revision
 			return NULL;
 		}
 	}
-	qsort(r->files, r->nfiles, sizeof *r->files, cmp_file);
+	if (r->nfiles)
+		qsort(r->files, r->nfiles, sizeof *r->files, cmp_file);
 
 	/* README.md front matter */
 	json_t *configs = NULL;
@@ -652,8 +689,20 @@ hf_repo *hf_repo_open(const http_opts *o, const char *repo, const char *revision
 		hf_repo_close(r);
 		return NULL;
 	}
+	/* subsets in order of appearance; within one: train, validation, test, then by name */
+	for (size_t i = 0; i < r->nsplits; i++) {
+		r->splits[i].subset_rank = i;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(r->splits[j].subset, r->splits[i].subset)) {
+				r->splits[i].subset_rank = r->splits[j].subset_rank;
+				break;
+			}
+	}
+	if (r->nsplits)
+		qsort(r->splits, r->nsplits, sizeof *r->splits, cmp_split);
 	for (size_t i = 0; i < r->nsplits; i++)
-		qsort_r(r->splits[i].files, r->splits[i].nfiles, sizeof(size_t), cmp_size_t_path, r);
+		if (r->splits[i].nfiles)
+			qsort_r(r->splits[i].files, r->splits[i].nfiles, sizeof(size_t), cmp_size_t_path, r);
 	return r;
 }
 
@@ -744,6 +793,19 @@ int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_
 			     r->repo, split, subset, names);
 }
 
+/* A ".." path component would escape the cache directory. */
+static int has_dotdot(const char *p)
+{
+	for (;;) {
+		if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
+			return 1;
+		p = strchr(p, '/');
+		if (!p)
+			return 0;
+		p++;
+	}
+}
+
 int hf_fetch(hf_repo *r, const http_opts *o, size_t i, char **local_path, sft_error *err)
 {
 	const hf_file *f = &r->files[i];
@@ -752,7 +814,7 @@ int hf_fetch(hf_repo *r, const http_opts *o, size_t i, char **local_path, sft_er
 	free(dir);
 	if (!dest)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-	if (strstr(f->path, "..")) {
+	if (has_dotdot(f->path)) {
 		free(dest);
 		return sft_error_set(err, SFT_EXIT_DATA, "hf://datasets/%s: refusing path '%s'", r->repo, f->path);
 	}

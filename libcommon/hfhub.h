@@ -37,6 +37,7 @@ typedef struct hf_split {
 	char *split;
 	size_t *files; /* indexes into repo->files, in path order */
 	size_t nfiles;
+	size_t subset_rank; /* order of first appearance of the subset */
 } hf_split;
 
 typedef struct hf_repo {

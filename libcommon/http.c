@@ -3,9 +3,11 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -392,16 +394,15 @@ int http_download(const http_opts *o, const char *url, const char *dest, int64_t
 		  const char *expect_sha256, sft_error *err)
 {
 	size_t dl = strlen(dest);
-	char *part = malloc(dl + 6);
+	char *part = malloc(dl + 8);
 	char *dir = strdup(dest);
 	if (!part || !dir) {
 		free(part);
 		free(dir);
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 	}
-	sprintf(part, "%s.part", dest);
 	char *slash = strrchr(dir, '/');
-	int ret = 0;
+	int ret = 0, lock_fd = -1;
 	if (slash && slash != dir) {
 		*slash = '\0';
 		if (fs_mkdir_p(dir, err) < 0) {
@@ -409,6 +410,17 @@ int http_download(const http_opts *o, const char *url, const char *dest, int64_t
 			goto out;
 		}
 	}
+	/* one downloader per file: a second process waits for the lock, then finds it done */
+	sprintf(part, "%s.lock", dest);
+	lock_fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX) != 0) {
+		ret = sft_error_set(err, SFT_EXIT_RUNTIME, "%s: lock: %s", part, strerror(errno));
+		goto out;
+	}
+	sprintf(part, "%s.part", dest);
+	struct stat dst;
+	if (stat(dest, &dst) == 0 && (expect_size < 0 || (int64_t)dst.st_size == expect_size))
+		goto out;
 	int attempts = o->max_attempts > 0 ? o->max_attempts : 1;
 	for (int attempt = 1;; attempt++) {
 		FILE *fp = fopen(part, "ab");
@@ -516,6 +528,8 @@ int http_download(const http_opts *o, const char *url, const char *dest, int64_t
 		goto out;
 	}
 out:
+	if (lock_fd >= 0)
+		close(lock_fd); /* releases the lock */
 	free(part);
 	free(dir);
 	return ret;

@@ -47,7 +47,7 @@ static void *arena_try_alloc(arena *a, size_t n)
 			cap = n;
 		if (a->limit && a->total + cap > a->limit)
 			return NULL;
-		ablock *b = malloc(sizeof *b + cap);
+		ablock *b = calloc(1, sizeof *b + cap); /* zeroed: allocations start cleared */
 		if (!b)
 			return NULL;
 		b->next = a->head;
@@ -77,6 +77,7 @@ static void arena_free_all(arena *a)
 
 enum {
 	T_UNDEF, T_NONE, T_BOOL, T_INT, T_FLOAT, T_STR, T_LIST, T_TUPLE, T_DICT, T_NS, T_FUNC, T_LOOP,
+	T_GEN, /* a one-shot Python iterator (map/select/items...): iterable, no len, not JSON */
 };
 
 struct jlist;
@@ -87,6 +88,7 @@ struct jloop;
 typedef struct jv {
 	uint8_t t;
 	uint8_t unsafe; /* T_UNDEF: produced by a forbidden attribute (SecurityError on use) */
+	uint8_t mk;     /* T_STR: markupsafe.Markup (safe/escape): `+` escapes plain operands */
 	size_t n;       /* T_STR: byte length; T_UNDEF: name length */
 	union {
 		int64_t i;
@@ -943,6 +945,8 @@ static node *p_postfix(compiler *c, node *n)
 			node *call = mk(c, N_CALL, t);
 			if (!call)
 				return NULL;
+			call->line = n->line;
+			call->col = n->col;
 			nvec args = {0};
 			if (p_call_args(c, &args) < 0)
 				return NULL;
@@ -2225,6 +2229,7 @@ static const char *type_name(const jv *v)
 	case T_FLOAT: return "float";
 	case T_STR: return "str";
 	case T_LIST: return "list";
+	case T_GEN: return "generator";
 	case T_TUPLE: return "tuple";
 	case T_DICT: return "dict";
 	case T_NS: return "Namespace";
@@ -2357,7 +2362,15 @@ static void put_str(R *r, sbuf *b, const jv *v, const node *at)
 		}
 		sb_puts(r, b, "}>");
 		return;
-	case T_FUNC: sb_puts(r, b, "<function>"); return;
+	case T_FUNC:
+		if (v->fn->kind == F_MACRO)
+			sb_printf(r, b, "<Macro '%.*s'>", (int)v->fn->def->nlen, v->fn->def->name);
+		else if (v->fn->kind == F_CALLER)
+			sb_puts(r, b, "<Macro 'caller'>");
+		else
+			sb_puts(r, b, "<function>");
+		return;
+	case T_GEN: sb_puts(r, b, "<generator object>"); return;
 	case T_LOOP: sb_puts(r, b, "<LoopContext>"); return;
 	}
 }
@@ -2432,6 +2445,7 @@ static int py_eq(const jv *a, const jv *b)
 	case T_NS: return a->d == b->d;
 	case T_FUNC: return a->fn == b->fn;
 	case T_LOOP: return a->loop == b->loop;
+	case T_GEN: return a->l == b->l;
 	}
 	return 0;
 }
@@ -2473,6 +2487,7 @@ static jlist *iter_list(R *r, const jv *v, const node *at)
 {
 	switch (v->t) {
 	case T_LIST:
+	case T_GEN:
 	case T_TUPLE: return v->l;
 	case T_DICT: {
 		jlist *l = mklist(r, v->d->n);
@@ -2578,6 +2593,7 @@ static jv repeat(R *r, const jv *seq, int64_t k, const node *at)
 }
 
 static jv py_mod_format(R *r, const jv *fmt, const jv *args, const node *at);
+static jv html_escape(R *r, const jv *s);
 
 static const char *op_sym(int op)
 {
@@ -2670,8 +2686,18 @@ static jv binop(R *r, int op, const jv *a, const jv *b, const node *at)
 		}
 	}
 	if (op == OP_ADD) {
-		if (a->t == T_STR && b->t == T_STR)
-			return str_cat(r, a, b);
+		if (a->t == T_STR && b->t == T_STR) {
+			if (a->mk == b->mk) {
+				jv res = str_cat(r, a, b);
+				res.mk = a->mk;
+				return res;
+			}
+			/* markupsafe: Markup + str escapes the plain operand */
+			jv x = a->mk ? *a : html_escape(r, a), y = b->mk ? *b : html_escape(r, b);
+			jv res = str_cat(r, &x, &y);
+			res.mk = 1;
+			return res;
+		}
 		if ((a->t == T_LIST && b->t == T_LIST) || (a->t == T_TUPLE && b->t == T_TUPLE))
 			return concat_seq(r, a, b);
 	}
@@ -3142,8 +3168,13 @@ static jv vvec_list(R *r, vvec *x)
 	jlist *l = ralloc(r, sizeof *l);
 	l->n = x->n;
 	l->v = x->v;
-	(void)r;
 	return listv(l, 0);
+}
+
+static jv as_gen(jv v)
+{
+	v.t = T_GEN;
+	return v;
 }
 
 static jv substr(const jv *s, size_t b, size_t e)
@@ -4064,7 +4095,7 @@ static jv do_round(R *r, const jv *v, int64_t prec, const char *method, const no
 	rfail(r, at, "method must be common, ceil or floor");
 }
 
-static int parse_py_int(const char *s, size_t n, int64_t *out)
+static int parse_py_int(const char *s, size_t n, int base, int64_t *out)
 {
 	char buf[80];
 	size_t b = ws_prefix(s, n), e = n - ws_suffix(s, n);
@@ -4079,8 +4110,8 @@ static int parse_py_int(const char *s, size_t n, int64_t *out)
 	buf[k] = 0;
 	char *end;
 	errno = 0;
-	long long v = strtoll(buf, &end, 10);
-	if (*end || errno || !isdigit((unsigned char)buf[k - 1]))
+	long long v = strtoll(buf, &end, base);
+	if (*end || errno || !isxdigit((unsigned char)buf[k - 1]))
 		return -1;
 	if (!isdigit((unsigned char)buf[0]) && !(buf[0] == '-' || buf[0] == '+'))
 		return -1;
@@ -4176,6 +4207,8 @@ static jv join_list(R *r, jlist *l, const jv *sep, const node *at)
 
 static jv select_impl(R *r, const jv *v, const args *a, const node *at, int attr_mode, int reject)
 {
+	if (!truthy(r, v, at))
+		return as_gen(listv(mklist(r, 0), 0));
 	jlist *l = iter_list(r, v, at);
 	size_t first = attr_mode ? 1 : 0;
 	if (attr_mode && a->np < 1)
@@ -4196,7 +4229,7 @@ static jv select_impl(R *r, const jv *v, const args *a, const node *at, int attr
 		if (ok != reject)
 			vpush(r, &out, l->v[i]);
 	}
-	return vvec_list(r, &out);
+	return as_gen(vvec_list(r, &out));
 }
 
 static jv minmax(R *r, const jv *v, const args *a, const node *at, int want_max)
@@ -4276,11 +4309,18 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 	if (IS("string")) {
 		return to_strv(r, v, at);
 	}
-	if (IS("safe"))
-		return to_strv(r, v, at);
-	if (IS("e") || IS("escape") || IS("forceescape")) {
+	if (IS("safe")) {
 		jv s = to_strv(r, v, at);
-		return html_escape(r, &s);
+		s.mk = 1;
+		return s;
+	}
+	if (IS("e") || IS("escape") || IS("forceescape")) {
+		if (v->t == T_STR && v->mk && !IS("forceescape"))
+			return *v;
+		jv s = to_strv(r, v, at);
+		s = html_escape(r, &s);
+		s.mk = 1;
+		return s;
 	}
 	if (IS("trim")) {
 		static const char *const p[] = {"chars", NULL};
@@ -4343,6 +4383,8 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		return l->n ? l->v[0] : undef_named(NULL, 0);
 	}
 	if (IS("last")) {
+		if (v->t == T_GEN)
+			rfail(r, at, "'generator' object is not reversible");
 		jlist *l = iter_list(r, v, at);
 		return l->n ? l->v[l->n - 1] : undef_named(NULL, 0);
 	}
@@ -4369,7 +4411,10 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		if (v->t == T_STR) {
 			int64_t x;
 			double d;
-			if (parse_py_int(v->s, v->n, &x) == 0)
+			int base = missing(&ar[1]) ? 10 : (int)need_int(r, &ar[1], at, "base");
+			if (base < 0 || base == 1 || base > 36)
+				base = 10;
+			if (parse_py_int(v->s, v->n, base, &x) == 0)
 				return mkint(x);
 			if (parse_py_float(v->s, v->n, &d) == 0 && !isnan(d) && !isinf(d))
 				return mkint((int64_t)d);
@@ -4415,7 +4460,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		}
 		if (v->t != T_DICT)
 			rfail(r, at, "can only get item pairs from a mapping");
-		return dict_items(r, v->d);
+		return as_gen(dict_items(r, v->d));
 	}
 	if (IS("dictsort")) {
 		static const char *const p[] = {"case_sensitive", "by", "reverse", NULL};
@@ -4457,7 +4502,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		jlist *c = mklist(r, l->n);
 		for (size_t i = 0; i < l->n; i++)
 			c->v[i] = l->v[l->n - 1 - i];
-		return listv(c, 0);
+		return v->t == T_GEN ? listv(c, 0) : as_gen(listv(c, 0));
 	}
 	if (IS("unique")) {
 		static const char *const p[] = {"case_sensitive", "attribute", NULL};
@@ -4476,9 +4521,11 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 				vpush(r, &out, l->v[i]);
 			}
 		}
-		return vvec_list(r, &out);
+		return as_gen(vvec_list(r, &out));
 	}
 	if (IS("map")) {
+		if (!truthy(r, v, at))
+			return as_gen(listv(mklist(r, 0), 0));
 		jlist *l = iter_list(r, v, at);
 		jlist *o = mklist(r, l->n);
 		const jv *attr = NULL, *dflt = NULL;
@@ -4494,7 +4541,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 				if (o->v[i].t == T_UNDEF && dflt)
 					o->v[i] = *dflt;
 			}
-			return listv(o, 0);
+			return as_gen(listv(o, 0));
 		}
 		if (a->np < 1)
 			rfail(r, at, "map requires a filter argument");
@@ -4502,7 +4549,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		args fa = {.pos = a->pos + 1, .np = a->np - 1, .kn = a->kn, .kl = a->kl, .kv = a->kv, .nk = a->nk};
 		for (size_t i = 0; i < l->n; i++)
 			o->v[i] = apply_filter(r, fn.s, fn.n, &l->v[i], &fa, at);
-		return listv(o, 0);
+		return as_gen(listv(o, 0));
 	}
 	if (IS("select"))
 		return select_impl(r, v, a, at, 0, 0);
@@ -4541,7 +4588,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 				b->v[j] = j < m ? l->v[i + j] : ar[1];
 			vpush(r, &out, listv(b, 0));
 		}
-		return vvec_list(r, &out);
+		return as_gen(vvec_list(r, &out));
 	}
 	if (IS("wordcount")) {
 		jv s = to_strv(r, v, at);
@@ -4691,7 +4738,7 @@ static int apply_test(R *r, const char *name, size_t nlen, const jv *v, const ar
 	if (IS("false"))
 		return v->t == T_BOOL && !v->i;
 	if (IS("iterable"))
-		return v->t == T_STR || v->t == T_LIST || v->t == T_TUPLE || v->t == T_DICT || v->t == T_UNDEF;
+		return v->t == T_GEN || v->t == T_STR || v->t == T_LIST || v->t == T_TUPLE || v->t == T_DICT || v->t == T_UNDEF;
 	if (IS("sequence"))
 		return v->t == T_STR || v->t == T_LIST || v->t == T_TUPLE || v->t == T_DICT || v->t == T_UNDEF;
 	if (IS("callable"))
@@ -4756,6 +4803,7 @@ static int py_in(R *r, const jv *needle, const jv *hay, const node *at)
 			rfail(r, at, "'in <string>' requires string as left operand, not %s", type_name(needle));
 		return needle->n == 0 || memmem(hay->s, hay->n, needle->s, needle->n) != NULL;
 	}
+	case T_GEN:
 	case T_LIST:
 	case T_TUPLE:
 		for (size_t i = 0; i < hay->l->n; i++)
@@ -5130,6 +5178,11 @@ static jv call_global(R *r, int id, jfunc *f, const args *a, const node *at)
 		}
 		for (size_t k = 0; k < a->nk; k++)
 			dict_set(r, d, mkstr(r, a->kn[k], a->kl[k]), a->kv[k]);
+		if (id == G_NAMESPACE)
+			for (size_t k = 0; k < d->n; k++)
+				if (d->k[k].t == T_STR && d->k[k].n && d->k[k].s[0] == '_')
+					rfail(r, at, "chat templates cannot store underscore-prefixed attributes on a namespace, but got '%.*s'",
+					      (int)d->k[k].n, d->k[k].s);
 		jv v = {.t = (uint8_t)(id == G_DICT ? T_DICT : T_NS), .d = d};
 		return v;
 	}
@@ -5309,7 +5362,9 @@ static jv call_macro(R *r, jfunc *fn, const args *a, const node *at)
 		frame_set(r, mf, p->name, p->nlen, p->b ? eval(r, mf, p->b) : undef_named(p->name, p->nlen));
 	}
 	if (fn->kind == F_MACRO) {
-		frame_set(r, mf, "varargs", 7, vvec_list(r, &extra));
+		jv va = vvec_list(r, &extra);
+		va.t = T_TUPLE;
+		frame_set(r, mf, "varargs", 7, va);
 		jv kv = {.t = T_DICT, .d = kw};
 		frame_set(r, mf, "kwargs", 6, kv);
 		if (!has_caller && !frame_find(mf, "caller", 6))
@@ -5503,6 +5558,9 @@ static void assign(R *r, frame *f, const node *target, const jv *v, const node *
 		jv ns = lookup(r, f, target->a->name, target->a->nlen);
 		if (ns.t != T_NS)
 			rfail(r, at, "cannot assign attribute on non-namespace object");
+		if (target->nlen && target->name[0] == '_')
+			rfail(r, at, "chat templates cannot store underscore-prefixed attributes on a namespace, but got '%.*s'",
+			      (int)target->nlen, target->name);
 		dict_set(r, ns.d, mkstr(r, target->name, target->nlen), *v);
 		return;
 	}
@@ -5554,6 +5612,7 @@ static int exec_for(R *r, frame *f, const node *n)
 	frame *lf = frame_new(r, f);
 	jv lv = {.t = T_LOOP, .loop = lp};
 	for (size_t i = 0; i < items->n; i++) {
+		step(r, n);
 		lp->i = i;
 		lf->n = 0;
 		assign(r, lf, n->a, &items->v[i], n);
@@ -5738,4 +5797,53 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 	arena_free_all(&r->ar);
 	free(r);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ chat context */
+
+json_t *jinja_chat_context(const json_t *messages, const json_t *tools, int add_generation_prompt,
+			   const json_t *extra)
+{
+	json_t *ctx = json_object();
+	json_t *msgs = json_array();
+	if (!ctx || !msgs) {
+		json_decref(ctx);
+		json_decref(msgs);
+		return NULL;
+	}
+	size_t i;
+	json_t *m;
+	json_array_foreach((json_t *)messages, i, m) {
+		static const char *const fields[] = {"reasoning_content", "thinking", "reasoning"};
+		json_t *reasoning = NULL;
+		if (json_is_object(m))
+			for (int k = 0; k < 3 && !reasoning; k++) {
+				json_t *x = json_object_get(m, fields[k]);
+				if (x && !json_is_null(x))
+					reasoning = x;
+			}
+		if (!reasoning) {
+			json_array_append_new(msgs, json_deep_copy(m));
+			continue;
+		}
+		json_t *c = json_object();
+		json_object_set_new(c, "thinking", json_deep_copy(reasoning));
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)m, key, v)
+			json_object_set_new(c, key, json_deep_copy(v));
+		json_object_set_new(c, "reasoning_content", json_deep_copy(reasoning));
+		json_array_append_new(msgs, c);
+	}
+	json_object_set_new(ctx, "messages", msgs);
+	json_object_set_new(ctx, "tools", tools ? json_deep_copy(tools) : json_null());
+	json_object_set_new(ctx, "documents", json_null());
+	json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt));
+	if (extra) {
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)extra, key, v)
+			json_object_set_new(ctx, key, json_deep_copy(v));
+	}
+	return ctx;
 }

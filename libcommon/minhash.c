@@ -31,20 +31,86 @@ static void sha1_block(uint32_t h[5], const uint8_t *p)
 	h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
 }
 
+/* SHA-NI block function (x86 SHA extensions), same results as sha1_block. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SHA1_RNDS4(abcd, e, f)                                                                \
+	switch (f) {                                                                          \
+	case 0: abcd = _mm_sha1rnds4_epu32(abcd, e, 0); break;                                \
+	case 1: abcd = _mm_sha1rnds4_epu32(abcd, e, 1); break;                                \
+	case 2: abcd = _mm_sha1rnds4_epu32(abcd, e, 2); break;                                \
+	default: abcd = _mm_sha1rnds4_epu32(abcd, e, 3); break;                               \
+	}
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha1_block_ni(uint32_t h[5], const uint8_t *p)
+{
+	const __m128i mask = _mm_set_epi64x(0x0001020304050607ULL, 0x08090a0b0c0d0e0fULL);
+	__m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+	__m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0), e1;
+	const __m128i abcd_save = abcd, e0_save = e0;
+	__m128i w[4];
+	for (int i = 0; i < 4; i++) w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), mask);
+	/* rounds 0-3 */
+	e0 = _mm_add_epi32(e0, w[0]);
+	e1 = abcd;
+	abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+	/* rounds 4-11: schedule words still loading */
+	e1 = _mm_sha1nexte_epu32(e1, w[1]);
+	e0 = abcd;
+	abcd = _mm_sha1rnds4_epu32(abcd, e1, 0);
+	w[0] = _mm_sha1msg1_epu32(w[0], w[1]);
+	e0 = _mm_sha1nexte_epu32(e0, w[2]);
+	e1 = abcd;
+	abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+	w[1] = _mm_sha1msg1_epu32(w[1], w[2]);
+	w[0] = _mm_xor_si128(w[0], w[2]);
+	/* groups 3..19: one pattern (updates after a word's last use are harmless) */
+	for (int i = 3; i < 20; i++) {
+		int m = i & 3;
+		if (i & 1) {
+			e1 = _mm_sha1nexte_epu32(e1, w[m]);
+			e0 = abcd;
+			w[(m + 1) & 3] = _mm_sha1msg2_epu32(w[(m + 1) & 3], w[m]);
+			SHA1_RNDS4(abcd, e1, i / 5);
+		} else {
+			e0 = _mm_sha1nexte_epu32(e0, w[m]);
+			e1 = abcd;
+			w[(m + 1) & 3] = _mm_sha1msg2_epu32(w[(m + 1) & 3], w[m]);
+			SHA1_RNDS4(abcd, e0, i / 5);
+		}
+		w[(m + 3) & 3] = _mm_sha1msg1_epu32(w[(m + 3) & 3], w[m]);
+		w[(m + 2) & 3] = _mm_xor_si128(w[(m + 2) & 3], w[m]);
+	}
+	e0 = _mm_sha1nexte_epu32(e0, e0_save);
+	abcd = _mm_add_epi32(abcd, abcd_save);
+	_mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+	h[4] = (uint32_t)_mm_extract_epi32(e0, 3);
+}
+static int have_sha_ni(void)
+{
+	static int v = -1;
+	if (v < 0) v = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+	return v;
+}
+#else
+static int have_sha_ni(void) { return 0; }
+static void sha1_block_ni(uint32_t h[5], const uint8_t *p) { sha1_block(h, p); }
+#endif
+
 static void sha1_state(const void *data, size_t len, uint32_t h[5])
 {
+	void (*blk)(uint32_t *, const uint8_t *) = have_sha_ni() ? sha1_block_ni : sha1_block;
 	const uint8_t *p = data;
 	h[0] = 0x67452301, h[1] = 0xEFCDAB89, h[2] = 0x98BADCFE, h[3] = 0x10325476, h[4] = 0xC3D2E1F0;
 	size_t n = len;
-	while (n >= 64) sha1_block(h, p), p += 64, n -= 64;
+	while (n >= 64) blk(h, p), p += 64, n -= 64;
 	uint8_t tail[128] = {0};
 	memcpy(tail, p, n);
 	tail[n] = 0x80;
 	size_t tl = n + 1 + 8 <= 64 ? 64 : 128;
 	uint64_t bits = (uint64_t)len * 8;
 	for (int i = 0; i < 8; i++) tail[tl - 1 - i] = (uint8_t)(bits >> (8 * i));
-	sha1_block(h, tail);
-	if (tl == 128) sha1_block(h, tail + 64);
+	blk(h, tail);
+	if (tl == 128) blk(h, tail + 64);
 }
 
 void sha1_digest(const void *data, size_t len, uint8_t out[20])
@@ -315,6 +381,22 @@ perm_avx2(const uint32_t *restrict alo, const uint32_t *restrict ahi, const uint
 {
 	PERM_KERNEL_BODY
 }
+__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512"), optimize("O3"))) static void
+perm_avx512(const uint32_t *restrict alo, const uint32_t *restrict ahi, const uint64_t *restrict b, int np,
+	    const uint64_t *restrict hs, size_t nh, int sha, uint32_t *restrict sig)
+{
+	PERM_KERNEL_BODY
+}
+static int cpu_level(void)
+{
+	static int v = -1;
+	if (v < 0)
+		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+				    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")
+			    ? 2
+			    : __builtin_cpu_supports("avx2") ? 1 : 0;
+	return v;
+}
 #endif
 
 long minhash_signature(const minhash *m, const char *text, size_t len, uint32_t *sig, minhash_scratch *s)
@@ -332,7 +414,9 @@ long minhash_signature(const minhash *m, const char *text, size_t len, uint32_t 
 		int cnt = np - base < 512 ? np - base : 512;
 		for (int i = 0; i < cnt; i++) alo[i] = (uint32_t)m->a[base + i], ahi[i] = (uint32_t)(m->a[base + i] >> 32);
 #if defined(__x86_64__) && defined(__GNUC__)
-		if (__builtin_cpu_supports("avx2"))
+		if (cpu_level() == 2)
+			perm_avx512(alo, ahi, m->b + base, cnt, s->h, (size_t)n, m->p.hash == MINHASH_SHA1, sig + base);
+		else if (cpu_level() == 1)
 			perm_avx2(alo, ahi, m->b + base, cnt, s->h, (size_t)n, m->p.hash == MINHASH_SHA1, sig + base);
 		else
 #endif

@@ -303,6 +303,7 @@ struct parquet_file {
 	size_t nnodes;
 	int *leaf_node; /* leaf column -> node */
 	size_t nleaves;
+	int64_t max_chunk_values; /* guard: entries one column chunk may claim */
 };
 
 static int pq_fail(sft_error *err, const parquet_file *pf, const char *fmt, ...)
@@ -529,7 +530,40 @@ static void parse_filemeta(tc_reader *r, parquet_file *pf)
 
 /* ============================ schema tree ============================ */
 
+static int conv_physical(int type)
+{
+	switch (type) {
+	case PT_BOOLEAN: return CV_BOOL;
+	case PT_INT32: case PT_INT64: return CV_INT;
+	case PT_INT96: return CV_INT96;
+	case PT_FLOAT: case PT_DOUBLE: return CV_FLOAT;
+	default: return CV_BINARY;
+	}
+}
+
+static int conv_annotated(const pq_selem *e);
+
+/* The conversion for a leaf: its annotation when that fits the physical type (the value
+ * union is read as the physical type dictates), else the physical type's default. */
 static int conv_for_leaf(const pq_selem *e)
+{
+	int cv = conv_annotated(e), t = e->type;
+	int bytes = t == PT_BYTE_ARRAY || t == PT_FLBA;
+	int ok;
+	switch (cv) {
+	case CV_STRING: case CV_BINARY: ok = bytes; break;
+	case CV_UUID: ok = t == PT_FLBA && e->type_length == 16; break;
+	case CV_FLOAT16: ok = t == PT_FLBA && e->type_length == 2; break;
+	case CV_UINT32: case CV_DATE: ok = t == PT_INT32; break;
+	case CV_UINT64: case CV_TIMESTAMP: ok = t == PT_INT64; break;
+	case CV_TIME: ok = t == PT_INT32 || t == PT_INT64; break;
+	case CV_DECIMAL: ok = t == PT_INT32 || t == PT_INT64 || bytes; break;
+	default: ok = cv == conv_physical(t); break;
+	}
+	return ok ? cv : conv_physical(t);
+}
+
+static int conv_annotated(const pq_selem *e)
 {
 	int lk = e->lk;
 	if (lk == LK_NONE) { /* legacy ConvertedType */
@@ -561,13 +595,7 @@ static int conv_for_leaf(const pq_selem *e)
 		default: break;
 		}
 	}
-	switch (e->type) {
-	case PT_BOOLEAN: return CV_BOOL;
-	case PT_INT32: case PT_INT64: return CV_INT;
-	case PT_INT96: return CV_INT96;
-	case PT_FLOAT: case PT_DOUBLE: return CV_FLOAT;
-	default: return CV_BINARY;
-	}
+	return conv_physical(e->type);
 }
 
 /* Builds node `ni` from elems[*pos]; recursion bounded by PQ_MAX_DEPTH. */
@@ -610,9 +638,6 @@ static int build_node(parquet_file *pf, size_t *pos, int depth, int pdef, int pr
 		n->kind = NK_LEAF;
 		n->leaf = (int)pf->nleaves++;
 		n->conv = conv_for_leaf(e);
-		if (n->conv == CV_DECIMAL && (e->type == PT_BOOLEAN || e->type == PT_FLOAT ||
-					      e->type == PT_DOUBLE || e->type == PT_INT96))
-			n->conv = CV_FLOAT;
 		n->path = strdup(path);
 		if (!n->path)
 			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
@@ -772,6 +797,7 @@ parquet_file *parquet_open_mem(const void *buf, size_t len, const char *name, sf
 	}
 	pf->data = buf;
 	pf->len = len;
+	pf->max_chunk_values = PQ_MAX_CHUNK_VALUES;
 	if (open_parse(pf, err)) {
 		parquet_close(pf);
 		return NULL;
@@ -820,6 +846,7 @@ parquet_file *parquet_open(const char *path, sft_error *err)
 	pf->maplen = len;
 	pf->data = map ? map : (const uint8_t *)"";
 	pf->len = len;
+	pf->max_chunk_values = PQ_MAX_CHUNK_VALUES;
 	if (open_parse(pf, err)) {
 		parquet_close(pf);
 		return NULL;
@@ -828,6 +855,11 @@ parquet_file *parquet_open(const char *path, sft_error *err)
 }
 
 int64_t parquet_num_rows(const parquet_file *pf) { return pf->num_rows; }
+
+void parquet_set_max_chunk_values(parquet_file *pf, int64_t n)
+{
+	pf->max_chunk_values = n > 0 && n < PQ_MAX_CHUNK_VALUES ? n : PQ_MAX_CHUNK_VALUES;
+}
 size_t parquet_num_row_groups(const parquet_file *pf) { return pf->nrgs; }
 size_t parquet_num_columns(const parquet_file *pf) { return (size_t)pf->nodes[0].nchild; }
 
@@ -1532,6 +1564,12 @@ static int decode_chunk(const parquet_file *pf, size_t rgi, int leaf, pq_col *c,
 	    (uint64_t)ch->comp_size > pf->len - (uint64_t)start)
 		return page_fail(&cx, "column chunk byte range [%lld, +%lld) lies outside the file (%zu bytes)",
 				 (long long)start, (long long)ch->comp_size, pf->len);
+	if (ch->num_values > pf->max_chunk_values)
+		return page_fail(&cx, "column chunk claims %lld values (limit %lld)", (long long)ch->num_values,
+				 (long long)pf->max_chunk_values);
+	if (node->rep == 0 && ch->num_values != pf->rgs[rgi].num_rows)
+		return page_fail(&cx, "column chunk holds %lld values for %lld rows", (long long)ch->num_values,
+				 (long long)pf->rgs[rgi].num_rows);
 	const uint8_t *p = pf->data + start, *end = p + ch->comp_size;
 	size_t want = (size_t)ch->num_values;
 	int maxd = node->def, maxr = node->rep;
@@ -1766,7 +1804,23 @@ static int tput_string(parquet_rows *it, const uint8_t *s, size_t n)
 	char *w = *it->tbuf + *it->tlen;
 	*w++ = '"';
 	size_t start = 0;
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	for (size_t i = 0; i < n; i++) {
+		/* 8 bytes at a time while none needs escaping (SWAR byte tests) */
+		while (i + 8 <= n) {
+			uint64_t x, q, b, d;
+			memcpy(&x, s + i, 8);
+			q = x ^ (ones * '"');
+			b = x ^ (ones * '\\');
+			d = x ^ (ones * 0x7f);
+			uint64_t t = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) |
+				     ((d - ones) & ~d);
+			if (t & highs)
+				break;
+			i += 8;
+		}
+		if (i >= n)
+			break;
 		uint8_t c = s[i];
 		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
 			continue;
@@ -2441,6 +2495,8 @@ static int next_row(parquet_rows *it, json_t **row)
 	it->rg_row++;
 	if (row)
 		*row = obj;
+	else
+		json_decref(obj);
 	return 1;
 }
 
@@ -2449,6 +2505,8 @@ int parquet_rows_next(parquet_rows *it, json_t **row, sft_error *err)
 	sft_error dummy;
 	it->err = err ? err : &dummy;
 	it->text = 0;
+	if (row)
+		*row = NULL;
 	int rc = next_row(it, row);
 	if (rc < 0)
 		it->failed = 1;

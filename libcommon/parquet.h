@@ -37,6 +37,9 @@ int64_t parquet_num_rows(const parquet_file *pf);
 size_t parquet_num_columns(const parquet_file *pf); /* top-level fields */
 const char *parquet_column_name(const parquet_file *pf, size_t i);
 size_t parquet_num_row_groups(const parquet_file *pf);
+/* Guard against files that claim absurd value counts (memory is proportional to them):
+ * a column chunk with more than n entries fails with SFT_EXIT_DATA. Default 2^31. */
+void parquet_set_max_chunk_values(parquet_file *pf, int64_t n);
 
 typedef struct parquet_rows parquet_rows;
 
@@ -45,7 +48,8 @@ typedef struct parquet_rows parquet_rows;
  * error (SFT_EXIT_USAGE). Field order in rows = schema order. */
 parquet_rows *parquet_rows_open(parquet_file *pf, const char *const *columns, size_t ncols,
 				sft_error *err);
-/* 1 = *row is a new JSON object reference (caller json_decref), 0 = end, <0 = error. */
+/* 1 = *row is a new JSON object reference (caller json_decref), 0 = end, <0 = error
+ * (*row is NULL then). row may be NULL to skip a row. */
 int parquet_rows_next(parquet_rows *it, json_t **row, sft_error *err);
 /* Fast path: appends the next row serialized exactly as json_dump_compact would
  * (no newline) to the growable buffer (*buf, *len, *cap; realloc'ed).

@@ -47,6 +47,34 @@ static inline uint64_t rec_size(uint64_t n, uint64_t n_seg, unsigned width)
 	return align8(REC_HDR + n_seg * SEG_SIZE + n * width + (n + 7) / 8);
 }
 
+/* Loss mask bit tricks, 8 tokens at a time. pack8: 8 bytes each 0/1 (byte i = token i)
+ * -> one byte with bit i = token i. spread8: the inverse. */
+static inline uint8_t mask_pack8(uint64_t x) { return (uint8_t)((x * 0x0102040810204080ull) >> 56); }
+static inline uint64_t mask_spread8(uint8_t b)
+{
+	uint64_t y = ((uint64_t)b * 0x0101010101010101ull) & 0x8040201008040201ull;
+	return ((y + 0x7f7f7f7f7f7f7f7full) >> 7) & 0x0101010101010101ull;
+}
+
+/* Set bits in len bytes (SWAR: no dependency on a popcnt instruction). */
+static uint64_t popcount_bytes(const uint8_t *p, size_t len)
+{
+	uint64_t c = 0;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		x = x - ((x >> 1) & 0x5555555555555555ull);
+		x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+		x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+		c += (x * 0x0101010101010101ull) >> 56;
+	}
+	for (; i < len; i++)
+		for (uint8_t b = p[i]; b; b &= (uint8_t)(b - 1))
+			c++;
+	return c;
+}
+
 void shard_hex16(const uint8_t b[16], char out[33])
 {
 	static const char hx[] = "0123456789abcdef";
@@ -209,9 +237,10 @@ static int w_put(shard_writer *w, const void *p, size_t n, sft_error *err)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af ? w->af->path : "<stream>",
 				     strerror(errno));
 	}
-	XXH3_64bits_update(w->h64, p, n);
-	if (w->h128)
+	if (w->h128) /* file form: the footer's XXH3-128 covers everything */
 		XXH3_128bits_update(w->h128, p, n);
+	else
+		XXH3_64bits_update(w->h64, p, n);
 	w->off += n;
 	return 0;
 }
@@ -301,7 +330,7 @@ int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
 			maxv = t > maxv ? t : maxv;
 			wr16(tp + 2 * i, (uint16_t)t);
 		}
-	} else {
+	} else if (r->n) {
 		for (size_t i = 0; i < r->n; i++)
 			maxv = r->tokens[i] > maxv ? r->tokens[i] : maxv;
 		memcpy(tp, r->tokens, r->n * 4);
@@ -315,14 +344,26 @@ int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
 	}
 	uint8_t *mp = tp + r->n * width;
 	memset(mp, 0, size - (size_t)(mp - b));
-	uint64_t trained = 0;
-	for (size_t i = 0; i < r->n; i++) {
+	uint64_t trained = 0, bad = 0;
+	size_t full = r->n / 8;
+	for (size_t k = 0; k < full; k++) {
+		uint64_t x;
+		memcpy(&x, r->mask + 8 * k, 8);
+		bad |= x & ~0x0101010101010101ull;
+		mp[k] = mask_pack8(x);
+		trained += (x * 0x0101010101010101ull) >> 56; /* sum of the eight 0/1 bytes */
+	}
+	for (size_t i = full * 8; i < r->n; i++) {
 		uint8_t m = r->mask[i];
-		if (m > 1)
-			return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": token %zu: mask %u (0 or 1)", name,
-					     w->counts.records, i, m);
-		mp[i >> 3] |= (uint8_t)(m << (i & 7));
-		trained += m;
+		bad |= m & ~1u;
+		mp[i >> 3] |= (uint8_t)((m & 1) << (i & 7));
+		trained += m & 1;
+	}
+	if (bad) {
+		for (size_t i = 0; i < r->n; i++)
+			if (r->mask[i] > 1)
+				return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": token %zu: mask %u (0 or 1)",
+						     name, w->counts.records, i, r->mask[i]);
 	}
 	for (size_t i = r->n - r->n_pad; i < r->n; i++)
 		if (r->mask[i] || r->tokens[i] != w->h.pad_id)
@@ -379,7 +420,7 @@ int shard_writer_close_ex(shard_writer *w, uint8_t checksum_out[16], shard_count
 	wr32(e, END_TAG);
 	wr64(e + 8, w->counts.records);
 	wr64(e + 16, w->counts.tokens);
-	wr64(e + 24, XXH3_64bits_digest(w->h64));
+	wr64(e + 24, w->h128 ? 0 : XXH3_64bits_digest(w->h64));
 	if (w_put(w, e, sizeof e, err) < 0)
 		goto fail;
 	if (counts_out)
@@ -476,7 +517,7 @@ static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_
 			b->tokens[i] = t;
 			maxv = t > maxv ? t : maxv;
 		}
-	} else {
+	} else if (n) {
 		memcpy(b->tokens, tp, n * 4);
 		for (size_t i = 0; i < n; i++)
 			maxv = b->tokens[i] > maxv ? b->tokens[i] : maxv;
@@ -490,7 +531,12 @@ static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_
 						     tok_off + (uint64_t)i * h->token_width, b->tokens[i], h->vocab_size);
 	}
 	const uint8_t *mp = tp + n * h->token_width;
-	for (size_t i = 0; i < n; i++)
+	size_t full = n / 8;
+	for (size_t k = 0; k < full; k++) {
+		uint64_t x = mask_spread8(mp[k]);
+		memcpy(b->mask + 8 * k, &x, 8);
+	}
+	for (size_t i = full * 8; i < n; i++)
 		b->mask[i] = (mp[i >> 3] >> (i & 7)) & 1;
 	if (n & 7) {
 		if (mp[n >> 3] >> (n & 7))
@@ -528,9 +574,10 @@ struct shard_reader {
 static size_t r_get(shard_reader *r, void *p, size_t n)
 {
 	size_t got = n ? fread(p, 1, n, r->fp) : 0;
-	XXH3_64bits_update(r->h64, p, got);
 	if (r->h128)
 		XXH3_128bits_update(r->h128, p, got);
+	else
+		XXH3_64bits_update(r->h64, p, got);
 	r->off += got;
 	return got;
 }
@@ -574,17 +621,20 @@ shard_reader *shard_reader_open_fp(FILE *fp, const char *name, sft_error *err)
 		r->h.token_width = 4;
 		return r;
 	}
-	r->h64 = XXH3_createState();
-	XXH3_64bits_reset(r->h64);
-	r->h128 = XXH3_createState();
-	XXH3_128bits_reset(r->h128);
 	uint8_t b[SHARD_HEADER_SIZE];
-	size_t got = r_get(r, b, sizeof b);
+	size_t got = fread(b, 1, sizeof b, fp);
+	r->off = got;
 	if (r_io_error(r, err) < 0 || header_decode(b, got, r->name, &r->h, err) < 0)
 		goto fail;
-	if (!r->h.is_file) {
-		XXH3_freeState(r->h128);
-		r->h128 = NULL;
+	/* one checksum per form: XXH3-64 for streams, XXH3-128 for files */
+	if (r->h.is_file) {
+		r->h128 = XXH3_createState();
+		XXH3_128bits_reset(r->h128);
+		XXH3_128bits_update(r->h128, b, sizeof b);
+	} else {
+		r->h64 = XXH3_createState();
+		XXH3_64bits_reset(r->h64);
+		XXH3_64bits_update(r->h64, b, sizeof b);
 	}
 	return r;
 fail:
@@ -732,7 +782,7 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 	if (tag == END_TAG) {
 		uint8_t eb[END_SIZE];
 		memcpy(eb, hb, REC_HDR);
-		uint64_t hash = XXH3_64bits_digest(r->h64);
+		uint64_t hash = r->h128 ? 0 : XXH3_64bits_digest(r->h64);
 		got = fread(eb + REC_HDR, 1, END_SIZE - REC_HDR, r->fp);
 		r->off += got;
 		r->failed = 1; /* until proven fine */
@@ -765,9 +815,10 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 		r->done = 1;
 		return 0;
 	}
-	XXH3_64bits_update(r->h64, hb, REC_HDR);
 	if (r->h128)
 		XXH3_128bits_update(r->h128, hb, REC_HDR);
+	else
+		XXH3_64bits_update(r->h64, hb, REC_HDR);
 	if (tag != REC_TAG) {
 		r->failed = 1;
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad record tag 0x%08x: expected \"REC1\" or \"END1\"",
@@ -818,7 +869,8 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 		r->failed = 1;
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 	}
-	memcpy(r->buf.segs, r->raw, (size_t)n_seg * SEG_SIZE);
+	if (n_seg)
+		memcpy(r->buf.segs, r->raw, (size_t)n_seg * SEG_SIZE);
 	if (check_segments(r->buf.segs, n_seg, n, n_pad, r->name, rec_off, err) < 0 ||
 	    decode_body(&r->h, r->raw + (size_t)n_seg * SEG_SIZE, n, n_pad, &r->buf, r->name,
 			rec_off + REC_HDR + (uint64_t)n_seg * SEG_SIZE, err) < 0) {
@@ -842,10 +894,10 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 	r->n_tokens += n;
 	r->n_segments += n_seg;
 	r->n_pad += n_pad;
-	uint64_t tr = 0;
-	for (size_t i = 0; i < n; i++)
-		tr += r->buf.mask[i];
-	r->n_trained += tr;
+	if (r->h.is_file) { /* the footer's trained count is checked at the end */
+		const uint8_t *mp = r->raw + (size_t)n_seg * SEG_SIZE + (size_t)n * r->h.token_width;
+		r->n_trained += popcount_bytes(mp, (n + 7) / 8);
+	}
 	rec->tokens = r->buf.tokens;
 	rec->mask = r->buf.mask;
 	rec->n = n;
@@ -899,7 +951,7 @@ shard_file *shard_file_map(const char *path, sft_error *err)
 	}
 	f->size = (size_t)st.st_size;
 	if (f->size > 0) {
-		void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
+		void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
 		if (p == MAP_FAILED) {
 			close(fd);
 			f->size = 0;
@@ -1019,7 +1071,8 @@ int shard_file_row(const shard_file *f, size_t k, shard_record *rec, shard_buf *
 	uint64_t o = (uint64_t)((const uint8_t *)v.segs - f->base) - REC_HDR;
 	if (buf_reserve(buf, v.n, v.n_seg) < 0)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-	memcpy(buf->segs, v.segs, v.n_seg * SEG_SIZE);
+	if (v.n_seg)
+		memcpy(buf->segs, v.segs, v.n_seg * SEG_SIZE);
 	if (check_segments(buf->segs, v.n_seg, v.n, v.n_pad, f->name, o, err) < 0 ||
 	    decode_body(&f->h, v.tokens, v.n, v.n_pad, buf, f->name, o + REC_HDR + v.n_seg * SEG_SIZE, err) < 0)
 		return -SFT_EXIT_DATA;
@@ -1040,9 +1093,9 @@ int shard_file_verify(const shard_file *f, sft_error *err)
 	if (memcmp(sum, f->checksum, 16))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: file is corrupt", f->name,
 				     foot_off + 64);
-	if (rd64(f->base + f->end_off + 24) != XXH3_64bits(f->base, f->end_off))
-		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch in the end marker", f->name,
-				     f->end_off + 24);
+	if (rd64(f->base + f->end_off + 24) != 0)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": end marker checksum must be 0 in the file form",
+				     f->name, f->end_off + 24);
 	shard_buf buf = {0};
 	shard_counts c = {0};
 	int rc = 0;

@@ -266,7 +266,8 @@ src_iter *src_open(const char *path, const char *glob, sft_error *err)
 			src_close(it);
 			return NULL;
 		}
-		qsort(it->files, it->nfiles, sizeof *it->files, cmp_str);
+		if (it->nfiles)
+			qsort(it->files, it->nfiles, sizeof *it->files, cmp_str);
 		return it;
 	}
 	if (src_is_archive_name(path)) {

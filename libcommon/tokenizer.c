@@ -259,7 +259,8 @@ int tok_finish_vocab(tokenizer *t, sft_error *err)
 			uint32_t o = t->model_hash.slots[i];
 			if (t->model_len[o] == t->model_len[id] &&
 			    memcmp(t->model_str[o], t->model_str[id], t->model_len[id]) == 0) {
-				dup = 1; /* first id wins, like a map built in id order would not: keep lowest */
+				dup = 1; /* a duplicated token maps to its last id, like a dict built in id order */
+				t->model_hash.slots[i] = id;
 				break;
 			}
 			i = (i + 1) & t->model_hash.mask;
@@ -1690,13 +1691,29 @@ static void dec_apply(const dec_op *d, tlist *in, tlist *out)
 	}
 }
 
+static const char *tok_id_str(const tokenizer *t, uint32_t id, size_t *len)
+{
+	if (!t || id >= t->n_ids)
+		return NULL;
+	if (t->added_by_id && t->added_by_id[id] >= 0) {
+		*len = t->added[t->added_by_id[id]].len;
+		return t->added[t->added_by_id[id]].content;
+	}
+	if (id < t->model_cap && t->model_str[id]) {
+		*len = t->model_len[id];
+		return t->model_str[id];
+	}
+	return NULL;
+}
+
 int tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, int skip_special, char **out,
                      size_t *out_len, sft_error *err)
 {
 	pthread_once(&bytemap_once, bytemap_init);
 	tlist a = { 0 }, b = { 0 };
 	for (size_t i = 0; i < n; i++) {
-		const char *s = tokenizer_id_to_token(t, ids[i]);
+		size_t sl;
+		const char *s = tok_id_str(t, ids[i], &sl);
 		if (!s) {
 			tl_free(&a);
 			return sft_error_set(err, SFT_EXIT_DATA, "token id %u at position %zu is out of the vocabulary",
@@ -1704,7 +1721,7 @@ int tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, int skip
 		}
 		if (skip_special && tokenizer_is_special(t, ids[i]))
 			continue;
-		tl_push(&a, s, strlen(s));
+		tl_push(&a, s, sl);
 	}
 	if (t->have_decoder) {
 		for (size_t k = 0; k < t->n_decs; k++) {
@@ -2334,6 +2351,54 @@ static int load_decoder(tokenizer *t, json_t *o, sft_error *err)
 	return 0;
 }
 
+/* jansson cannot hold U+0000 in object keys, but vocabularies may contain it: before
+ * parsing, "\u0000" escapes become U+10FFFF (a noncharacter) and tok_unnul() maps them
+ * back in token strings. */
+#define NUL_STANDIN "\xF4\x8F\xBF\xBF"
+static char *json_nul_standin(const char *json, size_t len, size_t *outlen)
+{
+	char *o = malloc(len * 2 + 16); /* each 6-byte escape becomes 12 bytes */
+	if (!o)
+		return NULL;
+	size_t j = 0;
+	for (size_t i = 0; i < len;) {
+		if (json[i] == '\\' && i + 1 < len) {
+			if (json[i + 1] == 'u' && i + 6 <= len && !memcmp(json + i + 2, "0000", 4)) {
+				memcpy(o + j, "\\udbff\\udfff", 12);
+				j += 12;
+				i += 6;
+				continue;
+			}
+			o[j++] = json[i++];
+			o[j++] = json[i++];
+			continue;
+		}
+		o[j++] = json[i++];
+	}
+	*outlen = j;
+	return o;
+}
+
+/* copies s[0..n) mapping the U+0000 stand-in back to NUL; *outn gets the new length */
+static char *tok_unnul(const char *s, size_t n, size_t *outn)
+{
+	char *o = malloc(n + 1);
+	if (!o)
+		return NULL;
+	size_t j = 0;
+	for (size_t i = 0; i < n;) {
+		if (i + 4 <= n && !memcmp(s + i, NUL_STANDIN, 4)) {
+			o[j++] = 0;
+			i += 4;
+		} else {
+			o[j++] = s[i++];
+		}
+	}
+	o[j] = 0;
+	*outn = j;
+	return o;
+}
+
 static int load_model(tokenizer *t, json_t *m, sft_error *err)
 {
 	if (!json_is_object(m))
@@ -2358,8 +2423,13 @@ static int load_model(tokenizer *t, json_t *m, sft_error *err)
 		json_int_t id = json_integer_value(v);
 		if (!json_is_integer(v) || id < 0 || id >= (1 << 24))
 			return sft_error_set(err, SFT_EXIT_DATA, "vocab entry '%s' has a bad id", k);
-		if (tok_set_token(t, (uint32_t)id, k, strlen(k)) < 0)
+		size_t kl = json_object_iter_key_len(json_object_key_to_iter(k)), ul;
+		char *u = tok_unnul(k, kl, &ul);
+		if (!u || tok_set_token(t, (uint32_t)id, u, ul) < 0) {
+			free(u);
 			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		}
+		free(u);
 	}
 	if (tok_finish_vocab(t, err) < 0)
 		return -1;
@@ -2397,7 +2467,16 @@ static int load_model(tokenizer *t, json_t *m, sft_error *err)
 		} else {
 			return sft_error_set(err, SFT_EXIT_DATA, "merge %zu is not a pair of strings", i);
 		}
-		int64_t ia = tok_model_lookup(t, a, la), ib = tok_model_lookup(t, b, lb);
+		size_t ula, ulb;
+		char *ua = tok_unnul(a, la, &ula), *ub = tok_unnul(b, lb, &ulb);
+		if (!ua || !ub) {
+			free(ua);
+			free(ub);
+			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		}
+		int64_t ia = tok_model_lookup(t, ua, ula), ib = tok_model_lookup(t, ub, ulb);
+		free(ua);
+		free(ub);
 		if (ia < 0 || ib < 0)
 			return sft_error_set(err, SFT_EXIT_DATA, "merge %zu refers to a token not in the vocab", i);
 		if (tok_add_merge(t, (uint32_t)ia, (uint32_t)ib, (uint32_t)i, err) < 0)
@@ -2514,7 +2593,20 @@ tokenizer *tokenizer_load_json(const char *json, size_t len, const char *config_
 		return NULL;
 	}
 	json_error_t je;
-	json_t *root = json_loadb(json, len, 0, &je);
+	json_t *root;
+	if (memmem(json, len, "\\u0000", 6)) {
+		size_t nl;
+		char *cp = json_nul_standin(json, len, &nl);
+		if (!cp) {
+			sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			tokenizer_free(t);
+			return NULL;
+		}
+		root = json_loadb(cp, nl, 0, &je);
+		free(cp);
+	} else {
+		root = json_loadb(json, len, 0, &je);
+	}
 	if (!root) {
 		sft_error_set(err, SFT_EXIT_DATA, "%s:%d:%d: %s", name, je.line, je.column, je.text);
 		tokenizer_free(t);
@@ -2546,12 +2638,15 @@ tokenizer *tokenizer_load_json(const char *json, size_t len, const char *config_
 				rc = sft_error_set(err, SFT_EXIT_DATA, "added_tokens[%zu]: needs an id and a non-empty content", i);
 				break;
 			}
-			if (tok_add_added(t, (uint32_t)id, json_string_value(cv), json_string_length(cv), jbool(v, "special", 0),
-			                  jbool(v, "lstrip", 0), jbool(v, "rstrip", 0), jbool(v, "normalized", 1),
-			                  jbool(v, "single_word", 0)) < 0) {
+			size_t ul;
+			char *u = tok_unnul(json_string_value(cv), json_string_length(cv), &ul);
+			if (!u || tok_add_added(t, (uint32_t)id, u, ul, jbool(v, "special", 0), jbool(v, "lstrip", 0),
+			                        jbool(v, "rstrip", 0), jbool(v, "normalized", 1), jbool(v, "single_word", 0)) < 0) {
+				free(u);
 				rc = sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 				break;
 			}
+			free(u);
 		}
 	}
 	json_decref(root);

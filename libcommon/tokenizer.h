@@ -41,6 +41,11 @@ tokenizer *tokenizer_load(const char *path, sft_error *err);
 tokenizer *tokenizer_load_json(const char *json, size_t len, const char *config_json,
                                size_t config_len, const char *name, sft_error *err);
 
+/* Builds the tokenizer described by an open GGUF file's tokenizer.ggml.* metadata (the
+ * model loader shares its gguf_file). Nothing returned keeps pointers into g. */
+struct gguf_file;
+tokenizer *tokenizer_from_gguf(const struct gguf_file *g, sft_error *err);
+
 void tokenizer_free(tokenizer *t); /* NULL safe */
 
 /* Number of ids including added tokens: max id + 1. */
@@ -53,7 +58,8 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
                      uint32_t **ids, size_t *n_ids, sft_error *err);
 
 /* Same, plus the byte offset in `text` where each token starts and ends (half-open).
- * Tokens added by the post-processor have start == end == 0 (or len for suffixes).
+ * Tokens added by the post-processor have start == end == 0 (prefix tokens such as BOS)
+ * or start == end == len (suffix tokens such as EOS).
  * starts/ends may be NULL when not wanted. */
 int tokenizer_encode_offsets(const tokenizer *t, const char *text, size_t len, int add_special,
                              uint32_t **ids, size_t **starts, size_t **ends, size_t *n_ids,

@@ -456,7 +456,7 @@ case("pc-last-not-assistant", "ds-template -f prompt-completion --on-error skip 
 
 # errors without a model of the output
 case("template-syntax-error", "ds-template --prompts $FIX/ds-template/prompts/syntax_error $FIX/datasets/medqa/test.jsonl",
-     stdout=None, exit=3, stderr=r"^ds-template: error: .*prompts/syntax_error/user.jinja:3:[0-9]+: ")
+     stdout="", exit=3, stderr=r"^ds-template: error: .*prompts/syntax_error/user.jinja:3:[0-9]+: unexpected 'end of print statement'")
 case("usage-text-needs-chat", "ds-template -f text $FIX/ds-template/chat.jsonl", stdout="", exit=2,
      stderr=r"--format text needs --chat-template")
 case("usage-bad-from", "ds-template --from csv $FIX/ds-template/chat.jsonl", stdout="", exit=2,

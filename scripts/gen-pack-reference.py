@@ -23,7 +23,7 @@ rather than against itself:
   tests/fixtures/pack/rows.shard     file form, 3 packed + padded rows
 
 Usage: pip install --no-deps trl && pip install pyarrow numpy xxhash
-       python3 scripts/gen-pack-reference.py [--time] [--fixtures-only]
+       python3 scripts/gen-pack-reference.py [--time | --time-only | --fixtures-only]
 --time also measures TRL's _pack_bfd throughput (tokens/s) for bench/pack.sh.
 """
 import ast
@@ -126,7 +126,7 @@ def write_shard(path, vocab, fp, records, form, flags=0, seq_len=0, pad_id=0):
         ntrained += sum(r[1])
         nseg += len(r[2]) if len(r) > 2 else 0
         npad += r[3] if len(r) > 3 else 0
-    h64 = xxhash.xxh3_64_intdigest(bytes(out))
+    h64 = xxhash.xxh3_64_intdigest(bytes(out)) if form == 0 else 0
     out += struct.pack("<4sIQQQ", b"END1", 0, len(records), ntok, h64)
     if form == 1:
         index_off = len(out)
@@ -167,7 +167,21 @@ def make_fixtures():
     write_shard(os.path.join(FIX, "rows.shard"), 49152, fp_a, rows, 1, flags=3, seq_len=20, pad_id=0)
 
 
+def time_trl(pack_bfd):
+    # Throughput on a larger set: 200k documents (~100 M tokens), seq_len 2048
+    rng = random.Random(7)
+    big = [max(8, min(8192, int(math.exp(rng.gauss(5.85, 0.9))))) for _ in range(200000)]
+    tab = table_for(big)
+    t0 = time.perf_counter()
+    pack_bfd(tab, 2048, on_seq_length_overflow="truncate")
+    dt = time.perf_counter() - t0
+    print(f"TRL _pack_bfd: {sum(big)} tokens in {dt:.2f} s = {sum(big) / dt / 1e6:.1f} M tokens/s")
+
+
 def main():
+    if "--time-only" in sys.argv:
+        time_trl(load_trl_pack()[0])
+        return
     os.makedirs(FIX, exist_ok=True)
     make_fixtures()
     if "--fixtures-only" in sys.argv:
@@ -209,15 +223,7 @@ def main():
         json.dump(ref, f, indent=2)
         f.write("\n")
     if "--time" in sys.argv:
-        # Throughput on a larger set: 200k documents (~100 M tokens), seq_len 2048
-        rng = random.Random(7)
-        big = [max(8, min(8192, int(math.exp(rng.gauss(5.85, 0.9))))) for _ in range(200000)]
-        tab = table_for(big)
-        t0 = time.perf_counter()
-        pack_bfd(tab, 2048, on_seq_length_overflow="truncate")
-        dt = time.perf_counter() - t0
-        print(f"TRL _pack_bfd: {sum(big)} tokens in {dt:.2f} s = {sum(big) / dt / 1e6:.1f} M tokens/s")
-
+        time_trl(pack_bfd)
 
 if __name__ == "__main__":
     main()

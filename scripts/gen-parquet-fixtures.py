@@ -157,6 +157,9 @@ enc_table = pa.table({
     "f": pa.array([i / 3.0 for i in range(300)], pa.float32()),
     "d": pa.array([(i - 150) * 1.25e-3 if i % 11 else None for i in range(300)], pa.float64()),
     "b": pa.array([i % 3 == 0 for i in range(300)], pa.bool_()),
+    # ASCII incl. control characters at every offset (exercises the JSON escaper; 0x7f is
+    # left out: Python's json.dumps does not escape DEL, sftkit's writer does)
+    "esc": pa.array(["".join(chr((i * 7 + k * 13) % 127) for k in range(i % 37)) for i in range(300)], pa.string()),
 })
 enc = {"i32": "DELTA_BINARY_PACKED", "i64": "DELTA_BINARY_PACKED", "s_dlba": "DELTA_LENGTH_BYTE_ARRAY",
        "s_dba": "DELTA_BYTE_ARRAY", "f": "BYTE_STREAM_SPLIT", "d": "BYTE_STREAM_SPLIT", "b": "RLE"}
@@ -343,3 +346,201 @@ except OSError as e:  # the oracle agrees that the file is corrupt
 for codec in ("brotli", "lz4"):
     pq.write_table(pa.table({"x": pa.array(["a", "b", "c"])}), os.path.join(OUT, "codec_%s.parquet" % codec),
                    compression=codec)
+
+
+# ---------------------------------------------------------------- legacy layouts (hand-written file)
+# pyarrow cannot write these older layouts but reads them; the file is assembled here with
+# a minimal Thrift compact encoder, and pyarrow's reading is the expected output:
+#   ids:   a bare `repeated int32` (2-level list, no LIST annotation)
+#   names: LIST whose repeated child is a primitive named "array" (element = the primitive)
+#   pairs: LIST whose repeated child is a group named "array" (element = the group, a struct)
+#   ts:    INT64 with only ConvertedType TIMESTAMP_MILLIS (no LogicalType: UTC-adjusted)
+#   s:     BYTE_ARRAY with only ConvertedType UTF8;   flag: required BOOLEAN
+class TC:
+    def __init__(self):
+        self.b = bytearray()
+        self.last = [0]
+
+    def varint(self, v):
+        while True:
+            if v < 0x80:
+                self.b.append(v)
+                return
+            self.b.append((v & 0x7F) | 0x80)
+            v >>= 7
+
+    def zz(self, v):
+        self.varint((v << 1) ^ (v >> 63))
+
+    def fh(self, fid, t):
+        d = fid - self.last[-1]
+        if 0 < d <= 15:
+            self.b.append(d << 4 | t)
+        else:
+            self.b.append(t)
+            self.zz(fid)
+        self.last[-1] = fid
+
+    def i32(self, fid, v):
+        self.fh(fid, 5)
+        self.zz(v)
+
+    def i64(self, fid, v):
+        self.fh(fid, 6)
+        self.zz(v)
+
+    def bin(self, fid, s):
+        self.fh(fid, 8)
+        s = s.encode() if isinstance(s, str) else s
+        self.varint(len(s))
+        self.b += s
+
+    def begin(self, fid):
+        self.fh(fid, 12)
+        self.last.append(0)
+
+    def end(self):
+        self.b.append(0)
+        self.last.pop()
+
+    def lst(self, fid, etype, n):
+        self.fh(fid, 9)
+        if n < 15:
+            self.b.append(n << 4 | etype)
+        else:
+            self.b.append(0xF0 | etype)
+            self.varint(n)
+
+    def elem_begin(self):  # a struct element inside a list
+        self.last.append(0)
+
+
+def rle_levels(levels, maxl):
+    """levels as RLE runs of length 1 with a 4-byte length prefix (data page v1)."""
+    out = bytearray()
+    nb = (maxl.bit_length() + 7) // 8
+    for l in levels:
+        out.append(2)  # run header: length 1, RLE
+        out += l.to_bytes(nb, "little")
+    return len(out).to_bytes(4, "little") + bytes(out)
+
+
+def plain(ptype, vals):
+    out = bytearray()
+    if ptype == 0:  # BOOLEAN bit-packed
+        for i in range(0, len(vals), 8):
+            byte = 0
+            for k, v in enumerate(vals[i:i + 8]):
+                byte |= int(v) << k
+            out.append(byte)
+    for v in vals:
+        if ptype == 1:
+            out += v.to_bytes(4, "little", signed=True)
+        elif ptype == 2:
+            out += v.to_bytes(8, "little", signed=True)
+        elif ptype == 6:
+            v = v.encode()
+            out += len(v).to_bytes(4, "little") + v
+    return bytes(out)
+
+
+def write_legacy(path):
+    # (path, ptype, max_rep, max_def, [(rep, def, value-or-None)...])
+    cols = [
+        (["ids"], 1, 1, 1, [(0, 1, 1), (1, 1, 2), (1, 1, 3), (0, 0, None), (0, 1, 7)]),
+        (["names", "array"], 6, 1, 2, [(0, 2, "a"), (1, 2, "β"), (0, 0, None), (0, 1, None)]),
+        (["pairs", "array", "x"], 1, 1, 3, [(0, 3, 1), (1, 2, None), (0, 1, None), (0, 0, None)]),
+        (["ts"], 2, 0, 1, [(0, 1, 0), (0, 0, None), (0, 1, 1700000000123)]),
+        (["s"], 6, 0, 0, [(0, 0, "x"), (0, 0, ""), (0, 0, "ü")]),
+        (["flag"], 0, 0, 0, [(0, 0, True), (0, 0, False), (0, 0, True)]),
+    ]
+    body = bytearray(b"PAR1")
+    chunks = []
+    for cpath, ptype, maxr, maxd, ent in cols:
+        data = b""
+        if maxr:
+            data += rle_levels([e[0] for e in ent], maxr)
+        if maxd:
+            data += rle_levels([e[1] for e in ent], maxd)
+        data += plain(ptype, [e[2] for e in ent if e[1] == maxd])
+        h = TC()
+        h.i32(1, 0)
+        h.i32(2, len(data))
+        h.i32(3, len(data))
+        h.begin(5)
+        h.i32(1, len(ent))
+        h.i32(2, 0)
+        h.i32(3, 3)
+        h.i32(4, 3)
+        h.end()
+        h.b.append(0)
+        off = len(body)
+        body += h.b + data
+        chunks.append((cpath, ptype, len(ent), off, len(h.b) + len(data)))
+    m = TC()
+    m.i32(1, 1)
+    schema = [  # (type, repetition, name, num_children, converted)
+        (None, None, "schema", 6, None),
+        (1, 2, "ids", None, None),
+        (None, 1, "names", 1, 3), (6, 2, "array", None, 0),
+        (None, 1, "pairs", 1, 3), (None, 2, "array", 1, None), (1, 1, "x", None, None),
+        (2, 1, "ts", None, 9),
+        (6, 0, "s", None, 0),
+        (0, 0, "flag", None, None),
+    ]
+    m.lst(2, 12, len(schema))
+    for t, rep, name, nch, conv in schema:
+        m.elem_begin()
+        if t is not None:
+            m.i32(1, t)
+        if rep is not None:
+            m.i32(3, rep)
+        m.bin(4, name)
+        if nch is not None:
+            m.i32(5, nch)
+        if conv is not None:
+            m.i32(6, conv)
+        m.end()
+    m.i64(3, 3)
+    m.lst(4, 12, 1)
+    m.elem_begin()
+    m.lst(1, 12, len(chunks))
+    for cpath, ptype, n, off, size in chunks:
+        m.elem_begin()
+        m.i64(2, off)
+        m.begin(3)
+        m.i32(1, ptype)
+        m.lst(2, 5, 2)
+        m.zz(0)
+        m.zz(3)
+        m.lst(3, 8, len(cpath))
+        for p in cpath:
+            m.varint(len(p))
+            m.b += p.encode()
+        m.i32(4, 0)
+        m.i64(5, n)
+        m.i64(6, size)
+        m.i64(7, size)
+        m.i64(9, off)
+        m.end()
+        m.end()
+    m.i64(2, sum(c[4] for c in chunks))
+    m.i64(3, 3)
+    m.end()
+    m.b.append(0)
+    body += m.b + len(m.b).to_bytes(4, "little") + b"PAR1"
+    open(path, "wb").write(bytes(body))
+
+
+def expect(name):
+    path = os.path.join(OUT, name + ".parquet")
+    back = pq.read_table(path)
+    cols = [column_values(back.column(i)) for i in range(back.num_columns)]
+    with open(os.path.join(OUT, name + ".jsonl"), "w", encoding="utf-8") as f:
+        for r in range(back.num_rows):
+            rec = {back.column_names[i]: cols[i][r] for i in range(back.num_columns)}
+            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n")
+
+
+write_legacy(os.path.join(OUT, "legacy_layouts.parquet"))
+expect("legacy_layouts")

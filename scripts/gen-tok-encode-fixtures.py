@@ -5,8 +5,14 @@ jinja2 from PyPI). CI only compares against the committed output; it never runs 
     python3 scripts/gen-tok-encode-fixtures.py        # rewrites tests/fixtures/tok-encode/<model>/
 
 Inputs (committed, hand-written in the seed formats): tests/fixtures/tok-encode/*.jsonl and
-the templates *.jinja there. Tokenizers: the fixtures of the tokenizer engineer in
-tests/fixtures/tokenizers/<model>/ (tokenizer.json + tokenizer_config.json).
+the templates *.jinja there. Tokenizers: the tokenizer fixtures in tests/fixtures/tokenizers/
+(made by scripts/gen-tokenizer-fixtures.py):
+  smollm2   smollm2/tokenizer.json.gz + tokenizer_config.json (its own ChatML template);
+            tok-encode's tests load smollm2.gguf, the same tokenizer in GGUF form
+  gemma3    gemma3.gguf.gz (vocab-only GGUF), converted to tokenizer.json the way
+            gen-tokenizer-fixtures.py does it, with Gemma 3's post-processor (<bos> $A, as
+            the Hub's tokenizer.json has). The GGUF carries no chat template, so Gemma 3's
+            template is committed here as gemma3.jinja and passed with --chat-template.
 
 Outputs per model (the oracle is named on each):
   gen.jsonl          apply_chat_template(tokenize=True, return_dict=True,
@@ -23,9 +29,12 @@ Outputs per model (the oracle is named on each):
   text.jsonl         TRL's language-modeling rule: tokenizer(text + eos_token), all trained
   pc.jsonl           TRL's prompt-completion rule (--completion-only): prompt ids masked,
                      completion (+ EOS for strings) trained
+  prefix_qwen3.jsonl (smollm2) the same with Qwen3's template, which rewrites earlier
+                     turns: the last turn trains its empty <think></think> block too
   trunc_end.jsonl    gen.jsonl cut to the last TRUNC tokens (--truncation keep-end)
-  fingerprint.txt    hex of xxh3-128(fingerprint || chat-template bytes) is not computable
-                     here (the fingerprint is sftkit's), so it is not written
+  fingerprint.txt    the stream header's fingerprint, hex: xxh3-128 of tokenizer.json bytes
+                     + the model's chat template (tokenizer.h), then with --chat-template
+                     chatml_gen.jinja: xxh3-128(that || the template file's bytes)
 """
 import json
 import os
@@ -37,11 +46,52 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "tests", "fixtures", "tok-encode")
 TOKFIX = os.path.join(ROOT, "tests", "fixtures", "tokenizers")
 
-# model name -> (tokenizer fixture dir, generation-tag template, end-of-turn token)
+# model name -> (own template file or None = the tokenizer's, generation-tag template, end-of-turn token)
 MODELS = {
-    "smollm2": ("smollm2", "chatml_gen.jinja", "<|im_end|>"),
-    "gemma3": ("gemma3", "gemma3_gen.jinja", "<end_of_turn>"),
+    "smollm2": (None, "chatml_gen.jinja", "<|im_end|>"),
+    "gemma3": ("gemma3.jinja", "gemma3_gen.jinja", "<end_of_turn>"),
 }
+
+
+def load_smollm2(work):
+    import gzip
+    import shutil
+    d = os.path.join(work, "smollm2")
+    os.makedirs(d, exist_ok=True)
+    src = os.path.join(TOKFIX, "smollm2")
+    with gzip.open(os.path.join(src, "tokenizer.json.gz"), "rb") as fi, \
+            open(os.path.join(d, "tokenizer.json"), "wb") as fo:
+        fo.write(fi.read())
+    shutil.copy(os.path.join(src, "tokenizer_config.json"), d)
+    return AutoTokenizer.from_pretrained(d), os.path.join(d, "tokenizer.json")
+
+
+def load_gemma3(work):
+    import gzip
+    import importlib.util
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    gg = os.path.join(work, "gemma3.gguf")
+    with gzip.open(os.path.join(TOKFIX, "gemma3.gguf.gz"), "rb") as fi, open(gg, "wb") as fo:
+        fo.write(fi.read())
+    spec = importlib.util.spec_from_file_location("gtf", os.path.join(ROOT, "scripts", "gen-tokenizer-fixtures.py"))
+    gtf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gtf)
+    d, cfg = gtf.convert(gg, work)
+    bos = cfg["bos_token"]
+    bos_id = next(a["id"] for a in d["added_tokens"] if a["content"] == bos)
+    d["post_processor"] = {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                    {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}}}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(d)),
+                                  bos_token=bos, eos_token=cfg["eos_token"], unk_token=cfg["unk_token"],
+                                  pad_token=cfg["pad_token"])
+    return tok, None
+
+
+LOADERS = {"smollm2": load_smollm2, "gemma3": load_gemma3}
 TRUNC = 24
 
 
@@ -90,7 +140,7 @@ def show_record(tok, name, lineno, ids, mask):
 def last_text_token_special(tok, text, ids):
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     assert list(enc["input_ids"]) == ids
-    special = set(tok.all_special_ids)
+    special = {i for i, a in tok.added_tokens_decoder.items() if a.special}
     for tid, (s, e) in reversed(list(zip(enc["input_ids"], enc["offset_mapping"]))):
         if text[s:e].strip() == "" and e > s:
             continue
@@ -98,8 +148,11 @@ def last_text_token_special(tok, text, ids):
     return False
 
 
-def gen_model(model, tokdir, gen_template_name, eot):
-    tok = AutoTokenizer.from_pretrained(tokdir)
+def gen_model(model, work, own_template_name, gen_template_name, eot):
+    tok, tokjson = LOADERS[model](work)
+    if own_template_name:
+        with open(os.path.join(FIX, own_template_name), encoding="utf-8") as f:
+            tok.chat_template = f.read()
     with open(os.path.join(FIX, gen_template_name), encoding="utf-8") as f:
         gen_tmpl = f.read()
     out_dir = os.path.join(FIX, model)
@@ -128,6 +181,33 @@ def gen_model(model, tokdir, gen_template_name, eot):
         for t in trained:
             assert t in ftext
         prefix_rows.append({"input_ids": f, "trained": trained})
+
+    if model == "smollm2":
+        with open(os.path.join(FIX, "qwen3.jinja"), encoding="utf-8") as fq:
+            qwen3 = fq.read()
+        rows = []
+        for rec in chats:
+            msgs, tools = rec["messages"], rec.get("tools")
+            ids = ids_of(tok.apply_chat_template(msgs, tools=tools, chat_template=qwen3, tokenize=True))
+            text = tok.apply_chat_template(msgs, tools=tools, chat_template=qwen3, tokenize=False)
+            trained = []
+            for i, m in enumerate(msgs):
+                if m["role"] == "assistant":
+                    think = "<think>\n\n</think>\n\n" if i == len(msgs) - 1 else ""
+                    trained.append(think + m["content"] + "<|im_end|>")
+                    assert trained[-1] in text
+            rows.append({"input_ids": ids, "trained": trained})
+        write_lines(os.path.join(out_dir, "prefix_qwen3.jsonl"), rows)
+
+    if tokjson:
+        import xxhash
+        with open(tokjson, "rb") as fj:
+            fp0 = xxhash.xxh3_128(fj.read() + (tok.chat_template or "").encode("utf-8")).digest()
+        with open(os.path.join(FIX, gen_template_name), "rb") as fg:
+            fp1 = xxhash.xxh3_128(fp0 + fg.read()).digest()
+        with open(os.path.join(out_dir, "fingerprint.txt"), "w") as ff:
+            ff.write("model %s\n" % fp0.hex())
+            ff.write("%s %s\n" % (gen_template_name, fp1.hex()))
 
     write_lines(os.path.join(out_dir, "gen.jsonl"), gen_rows)
     with open(os.path.join(out_dir, "gen_show.txt"), "w", encoding="utf-8") as fp:
@@ -159,15 +239,13 @@ def gen_model(model, tokdir, gen_template_name, eot):
 
 
 def main():
+    import tempfile
     only = sys.argv[1:]
-    for model, (tokname, gen_t, eot) in MODELS.items():
-        if only and model not in only:
-            continue
-        tokdir = os.path.join(TOKFIX, tokname)
-        if not os.path.exists(os.path.join(tokdir, "tokenizer.json")):
-            print("%s: no tokenizer fixture at %s, skipped" % (model, tokdir), file=sys.stderr)
-            continue
-        gen_model(model, tokdir, gen_t, eot)
+    with tempfile.TemporaryDirectory() as work:
+        for model, (own_t, gen_t, eot) in MODELS.items():
+            if only and model not in only:
+                continue
+            gen_model(model, work, own_t, gen_t, eot)
 
 
 if __name__ == "__main__":

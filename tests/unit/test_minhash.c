@@ -246,6 +246,7 @@ static void test_short_and_empty_texts(void **state)
 	/* code points, not bytes: "h\xc3\xa9llo" has 5 code points, 3 trigrams */
 	assert_int_equal(minhash_shingle_hashes(&m, "h\xc3\xa9llo", 6, &s), 3);
 	assert_int_equal(minhash_shingle_hashes(&m, "\xc3\xa9t", 3, &s), 1);
+	minhash_free(&m);
 	minhash_params bad = {0, 3, MINHASH_CHAR, MINHASH_SHA1, 1};
 	sft_error e = {0};
 	assert_true(minhash_init(&m, &bad, &e) < 0);

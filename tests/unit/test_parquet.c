@@ -24,6 +24,7 @@ static const char *fixtures[] = {
 	"decimal_as_int", "int96", "encodings_v1", "encodings_v2_zstd", "many_pages_dict",
 	"nested_v1", "nested_v2_plain", "nested_legacy_lists", "seed_text_to_sql",
 	"seed_court_decisions", "seed_medqa_struct", "seed_medqa_list", "seed_conversations",
+	"legacy_layouts",
 };
 #define NFIX (sizeof fixtures / sizeof fixtures[0])
 
@@ -275,7 +276,7 @@ static void test_unsupported_codecs(void **state)
 		parquet_file *pf = parquet_open(path, &err);
 		assert_non_null(pf);
 		parquet_rows *it = parquet_rows_open(pf, NULL, 0, &err);
-		json_t *row = NULL;
+		json_t *row = json_null(); /* must be reset to NULL on error */
 		assert_true(parquet_rows_next(it, &row, &err) < 0);
 		assert_null(row);
 		assert_int_equal(err.code, SFT_EXIT_DATA);
@@ -287,6 +288,27 @@ static void test_unsupported_codecs(void **state)
 		parquet_rows_close(it);
 		parquet_close(pf);
 	}
+}
+
+/* the value-count guard fails cleanly and names the first chunk over the limit */
+static void test_max_chunk_values(void **state)
+{
+	(void)state;
+	const char *path = fix_path("seed_conversations", ".parquet");
+	sft_error err = {0};
+	parquet_file *pf = parquet_open(path, &err);
+	assert_non_null(pf);
+	parquet_set_max_chunk_values(pf, 4); /* row group 0: 2 rows, 5 messages */
+	parquet_rows *it = parquet_rows_open(pf, NULL, 0, &err);
+	json_t *row;
+	assert_true(parquet_rows_next(it, &row, &err) < 0);
+	assert_int_equal(err.code, SFT_EXIT_DATA);
+	char want[700];
+	snprintf(want, sizeof want, "%s: row group 0, column 'messages.list.element.role': column chunk claims 5 values (limit 4)",
+		 path);
+	assert_string_equal(err.msg, want);
+	parquet_rows_close(it);
+	parquet_close(pf);
 }
 
 static void test_open_errors(void **state)
@@ -393,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_projection),
 		cmocka_unit_test(test_corrupt_page_error_names_location),
 		cmocka_unit_test(test_unsupported_codecs),
+		cmocka_unit_test(test_max_chunk_values),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_byte_corruptions_never_crash),
 	};

@@ -207,6 +207,10 @@ static int on_option(void *ctx, int id, const char *arg, const char *source, sft
 	state *s = ctx;
 	(void)source;
 	long long v;
+	/* getopt reports short options by their letter */
+	if (id == 'f') id = O_FIELD;
+	else if (id == 'j') id = O_THREADS;
+	else if (id == 'i') id = O_IGNORE_CASE;
 	switch (id) {
 	case O_FIELD: return add_path(s->fields, &s->nfields, arg, "field", err);
 	case O_EXACT: s->exact = 1; return 0;
@@ -1432,6 +1436,7 @@ int main(int argc, char **argv)
 			int fd = open_input(pos[s], &name);
 			if (fd == 0) die_usage("--merge inputs must be files");
 			srcs[s].fd = fd;
+			srcs[s].path = pos[s]; /* the audit names the shard input */
 		}
 		for (int s = 0; s < S.nmerge; s++) {
 			size_t hi = lo;

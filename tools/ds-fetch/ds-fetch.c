@@ -71,20 +71,23 @@ static const cli_option options[] = {
 
 static const cli_spec spec = {
 	.prog = "ds-fetch",
-	.usage = "[options] SOURCE...",
+	.usage = "[options] [SOURCE...]",
 	.summary = "Reads dataset records and writes them to stdout as JSONL, one object per line.\n"
 		   "SOURCE: a .jsonl, .json, .csv, .tsv or .parquet file (optionally .gz/.zst/.xz/.bz2),\n"
 		   "a .tar.*/.zip archive or a directory (members chosen by --glob), '-' for stdin,\n"
 		   "an http(s):// URL, or hf://datasets/ORG/NAME (HF_TOKEN, HF_ENDPOINT honoured).\n"
-		   "Several sources are read in order.",
+		   "Several sources are read in order; none means stdin.",
 	.opts = options,
 	.examples = "  ds-fetch train.jsonl.gz --columns sql_prompt:prompt,sql:completion\n"
 		    "  ds-fetch hf://datasets/ORG/NAME --subset fr_de --split train -o train.jsonl\n"
 		    "  ds-fetch hf://datasets/ORG/NAME --list\n"
 		    "  ds-fetch data.tar.zst --glob 'data/*.csv' --sample 1000 --seed 7\n"
 		    "  ds-fetch all.jsonl --split-ratios train=0.9,test=0.1 --take test > test.jsonl\n",
-	.footer = "Exit codes: 3 malformed input (file:line:column), 1 network or I/O, 2 bad options or\n"
-		  "unknown split/subset (the message lists what exists).\n",
+	.footer = "  3: malformed record (file:line:column), bad CSV quoting, corrupt archive or Parquet,\n"
+		  "     checksum mismatch; 1: network or I/O; 2: bad options, unknown split or subset\n"
+		  "     (the message lists what exists).\n"
+		  "Environment: HF_TOKEN (sent as a Bearer token), HF_ENDPOINT (default\n"
+		  "https://huggingface.co), SFT_CACHE (download cache). See docs/ds-fetch.md.\n",
 };
 
 typedef struct column {
@@ -115,6 +118,7 @@ typedef struct app {
 	const char *take;
 	int take_idx;
 	int skip_errors, list;
+	int in_hf, warned_split;
 	/* state */
 	FILE *out;
 	atomic_file *af;
@@ -665,6 +669,11 @@ static int read_member(app *a, src_member *m, const char *name, sft_error *err)
 					     name);
 	}
 	a->files++;
+	if (a->split && f != SRC_FMT_JSON && !a->in_hf && !a->warned_split) {
+		log_warn("--split %s ignored for %s: it applies to hf:// sources and JSON {split: [...]} files",
+			 a->split, name);
+		a->warned_split = 1;
+	}
 	log_verbose("reading %s (%s%s)", name, src_format_name(f), m->compressed ? ", compressed" : "");
 	switch (f) {
 	case SRC_FMT_JSONL:
@@ -749,7 +758,9 @@ static int read_hf(app *a, const char *url, sft_error *err)
 		char *display = NULL;
 		if (asprintf(&display, "hf://datasets/%s/%s", r->repo, r->files[fi].path) < 0)
 			display = NULL;
+		a->in_hf = 1;
 		rc = read_local(a, local, display, err);
+		a->in_hf = 0;
 		free(display);
 		free(local);
 		if (rc < 0)
@@ -825,8 +836,13 @@ int main(int argc, char **argv)
 	http_opts_default(&a.http);
 	char **pos = NULL;
 	int npos = cli_parse(&spec, argc, argv, on_option, &a, &pos);
-	if (npos == 0)
-		die_usage("no SOURCE given (use '-' for stdin)");
+	static char *stdin_only[] = {"-", NULL};
+	if (npos == 0) { /* no SOURCE: stdin, like every sftkit tool */
+		free(pos);
+		pos = NULL;
+		npos = 1;
+	}
+	char **srcs = pos ? pos : stdin_only;
 	if (a.nparts && !a.take)
 		die_usage("--split-ratios needs --take NAME (one of its parts)");
 	if (a.take && !a.nparts)
@@ -863,7 +879,7 @@ int main(int argc, char **argv)
 	progress_start(&a.prog, "records", 0, 0);
 	int rc = 0;
 	for (int i = 0; i < npos && !a.done && rc == 0; i++) {
-		const char *s = pos[i];
+		const char *s = srcs[i];
 		a.sources++;
 		if (!strncmp(s, "hf://", 5))
 			rc = read_hf(&a, s, &err);

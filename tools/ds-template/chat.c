@@ -274,17 +274,14 @@ int chat_tpl_render(const chat_tpl *c, const json_t *msgs, const json_t *tools,
 		    const json_t *documents, int add_generation_prompt, char **out, size_t *out_len,
 		    sft_error *err)
 {
-	/* a fresh context per call: the base is shared between threads and only read
-	 * (json_object_update takes references with atomic refcounts in jansson >= 2.11) */
-	json_t *ctx = json_object();
+	/* the variables apply_chat_template passes (messages with reasoning fields aliased,
+	 * tools or None, documents None, add_generation_prompt) plus the special tokens and
+	 * --chat-template-kwargs; then the record's documents, if any */
+	json_t *ctx = jinja_chat_context(msgs, tools, add_generation_prompt, c->base);
 	if (!ctx)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-	json_object_update(ctx, c->base);
-	json_object_set(ctx, "messages", (json_t *)msgs);
-	/* as apply_chat_template: tools and documents are None when not given */
-	json_object_set_new(ctx, "tools", tools ? json_incref((json_t *)tools) : json_null());
-	json_object_set_new(ctx, "documents", documents ? json_incref((json_t *)documents) : json_null());
-	json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt));
+	if (documents)
+		json_object_set(ctx, "documents", (json_t *)documents);
 	const jinja_template *t = tools && !json_is_null(tools) && c->tool_tpl ? c->tool_tpl : c->tpl;
 	int rc = jinja_render(t, ctx, out, out_len, NULL, NULL, err);
 	json_decref(ctx);

@@ -17,6 +17,7 @@
 #include "pack.h"
 #include "progress.h"
 #include "shard.h"
+#include "tokenizer.h"
 
 enum strategy { ST_BFD, ST_BFD_SPLIT, ST_WRAPPED, ST_NONE };
 static const char *const STRATEGY_NAMES[] = {"bfd", "bfd-split", "wrapped", "none"};
@@ -80,7 +81,9 @@ static const cli_option OPTIONS[] = {
 	{"force", 'f', CLI_NO_ARG, NULL, "replace an existing --out directory", OPT_FORCE},
 	{"inspect", 0, CLI_REQ_ARG, "DIR", "show rows: document boundaries, [trained spans], pads", OPT_INSPECT},
 	{"row", 0, CLI_REQ_ARG, "K", "--inspect: only row K (global row number)", OPT_ROW},
-	{"tokenizer", 0, CLI_REQ_ARG, "T", "--inspect: decode tokens to text with this tokenizer", OPT_TOKENIZER},
+	{"tokenizer", 0, CLI_REQ_ARG, "T",
+	 "--inspect: decode tokens to text with this tokenizer (tokenizer.json,\nmodel directory or .gguf); trained spans in [[...]]",
+	 OPT_TOKENIZER},
 	{"stats", 0, CLI_REQ_ARG, "DIR", "print the manifest in human form", OPT_STATS},
 	{"verify", 0, CLI_REQ_ARG, "DIR", "check every file: checksum, bounds, totals against the manifest", OPT_VERIFY},
 	{"unpack", 0, CLI_REQ_ARG, "DIR", "write the documents back, in original input order, to stdout", OPT_UNPACK},
@@ -1050,10 +1053,7 @@ static int run_stats(const char *target)
 
 /* ---- --inspect ---- */
 
-typedef struct decoder {
-	void *tok; /* tokenizer, when built with it */
-} decoder;
-
+/* Prints tokens as ids, trained spans in [...]. */
 static void print_span(const uint32_t *t, const uint8_t *m, size_t n)
 {
 	int in = 0;
@@ -1071,15 +1071,43 @@ static void print_span(const uint32_t *t, const uint8_t *m, size_t n)
 		fputs("]", stdout);
 }
 
+/* Prints text decoded span by span: trained spans in [[...]], others as they are; text is
+ * written raw (a JSON string would hide the newlines the model sees). */
+static void print_text(const tokenizer *tk, const uint32_t *t, const uint8_t *m, size_t n)
+{
+	sft_error err = {0};
+	size_t a = 0;
+	while (a < n) {
+		size_t b = a;
+		while (b < n && m[b] == m[a])
+			b++;
+		char *txt = NULL;
+		size_t len = 0;
+		if (tokenizer_decode(tk, t + a, b - a, 0, &txt, &len, &err) < 0)
+			die_err(&err);
+		fputs(m[a] ? "[[" : "", stdout);
+		fwrite(txt, 1, len, stdout);
+		fputs(m[a] ? "]]" : "", stdout);
+		free(txt);
+		a = b;
+	}
+}
+
 static int run_inspect(const opts *o)
 {
 	sft_error err = {0};
-	if (o->tokenizer)
-		die(SFT_EXIT_USAGE,
-		    "--tokenizer: this pack was built without libcommon/tokenizer (decoding to text is not available); "
-		    "run --inspect without it to see token ids");
 	pset s;
 	pset_open(&s, o->target);
+	tokenizer *tk = NULL;
+	if (o->tokenizer) {
+		tk = tokenizer_load(o->tokenizer, &err);
+		if (!tk)
+			die_err(&err);
+		uint32_t tv = tokenizer_vocab_size(tk), sv = s.n ? shard_file_header(s.f[0])->vocab_size : 0;
+		if (sv && tv < sv)
+			die(SFT_EXIT_USAGE, "--tokenizer %s: vocab size %u is smaller than the shards' %u: wrong tokenizer?",
+			    o->tokenizer, tv, sv);
+	}
 	uint64_t first = 0, last = s.rows;
 	if (o->row >= 0) {
 		if ((uint64_t)o->row >= s.rows)
@@ -1104,19 +1132,26 @@ static int run_inspect(const opts *o)
 		for (size_t k = 0; k < rec.n_seg; k++) {
 			const shard_segment *sg = &rec.segs[k];
 			printf("  | doc %" PRIu64 " tokens %u..%u (%u): ", sg->doc_id, sg->offset, sg->offset + sg->len, sg->len);
-			print_span(rec.tokens + at, rec.mask + at, sg->len);
+			if (tk)
+				print_text(tk, rec.tokens + at, rec.mask + at, sg->len);
+			else
+				print_span(rec.tokens + at, rec.mask + at, sg->len);
 			putchar('\n');
 			at += sg->len;
 		}
 		if (rec.n_seg == 0) {
 			fputs("  | ", stdout);
-			print_span(rec.tokens, rec.mask, rec.n);
+			if (tk)
+				print_text(tk, rec.tokens, rec.mask, rec.n);
+			else
+				print_span(rec.tokens, rec.mask, rec.n);
 			putchar('\n');
 		}
 		if (rec.n_pad)
 			printf("  | pad x%zu (id %u)\n", rec.n_pad, rec.tokens[rec.n - 1]);
 	}
 	shard_buf_free(&buf);
+	tokenizer_free(tk);
 	pset_close(&s);
 	return 0;
 }
