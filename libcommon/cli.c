@@ -174,8 +174,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_handler fn, void 
 	if (!lo || !shorts)
 		die(SFT_EXIT_RUNTIME, "out of memory");
 	size_t k = 0, s = 0;
-	shorts[s++] = '+'; /* keep option order; we permute positionals ourselves below */
-	shorts[0] = ':';
+	shorts[s++] = ':'; /* report missing arguments as ':' rather than '?' */
 	const cli_option *lists[2] = {spec->opts, builtin_opts};
 	for (int li = 0; li < 2; li++)
 		for (const cli_option *o = lists[li]; o->long_name; o++) {
@@ -218,8 +217,6 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_handler fn, void 
 	}
 
 	/* Pass 2: the command line. GNU permutation is kept so options may follow operands. */
-	shorts[0] = ':';
-	memmove(shorts + 1, shorts + 2, strlen(shorts + 2) + 1); /* drop '+' */
 	optind = 1;
 	opterr = 0;
 	int c, longidx;

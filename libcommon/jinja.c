@@ -255,6 +255,16 @@ static size_t utf8_len(const char *s, size_t n)
 	return c;
 }
 
+/* next character boundary after i: a character is a non-continuation byte and the
+ * continuation bytes after it (the same rule utf8_len counts by, also for invalid UTF-8) */
+static size_t utf8_next(const char *s, size_t n, size_t i)
+{
+	i++;
+	while (i < n && ((unsigned char)s[i] & 0xc0) == 0x80)
+		i++;
+	return i;
+}
+
 /* byte offset of code point index `ci` (clamped to n) */
 static size_t utf8_off(const char *s, size_t n, size_t ci)
 {
@@ -2026,7 +2036,12 @@ static void sb_put(R *r, sbuf *b, const char *s, size_t n)
 	b->n += n;
 }
 static void sb_puts(R *r, sbuf *b, const char *s) { sb_put(r, b, s, strlen(s)); }
-static void sb_putc(R *r, sbuf *b, char ch) { sb_put(r, b, &ch, 1); }
+static inline void sb_putc(R *r, sbuf *b, char ch)
+{
+	if (b->n + 2 > b->cap)
+		sb_grow(r, b, 1);
+	b->p[b->n++] = ch;
+}
 
 static void sb_printf(R *r, sbuf *b, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void sb_printf(R *r, sbuf *b, const char *fmt, ...)
@@ -2176,13 +2191,11 @@ static jv from_json(R *r, const json_t *j)
 	switch (json_typeof(j)) {
 	case JSON_OBJECT: {
 		jdict *d = mkdict(r, json_object_size(j));
-		const char *k;
-		json_t *x;
-		json_object_foreach((json_t *)j, k, x) {
+		for (void *it = json_object_iter((json_t *)j); it; it = json_object_iter_next((json_t *)j, it)) {
 			d->k[d->n].t = T_STR;
-			d->k[d->n].s = k;
-			d->k[d->n].n = strlen(k);
-			d->v[d->n] = from_json(r, x);
+			d->k[d->n].s = json_object_iter_key(it);
+			d->k[d->n].n = json_object_iter_key_len(it);
+			d->v[d->n] = from_json(r, json_object_iter_value(it));
 			d->n++;
 		}
 		v.t = T_DICT;
@@ -2496,12 +2509,11 @@ static jlist *iter_list(R *r, const jv *v, const node *at)
 		return l;
 	}
 	case T_STR: {
-		size_t cnt = utf8_len(v->s, v->n);
+		size_t cnt = utf8_len(v->s, v->n) + 1;
 		jlist *l = mklist(r, cnt);
 		size_t i = 0, k = 0;
-		while (i < v->n) {
-			uint32_t cp;
-			size_t w = utf8_dec(v->s, v->n, i, &cp);
+		while (i < v->n && k < cnt) {
+			size_t w = utf8_next(v->s, v->n, i) - i;
 			l->v[k].t = T_STR;
 			l->v[k].s = v->s + i;
 			l->v[k].n = w;
@@ -2753,13 +2765,13 @@ static const char *const list_unsafe[] = {"append", "extend", "insert", "pop", "
 
 static int name_eq(const char *a, size_t an, const char *b)
 {
-	return strlen(b) == an && memcmp(a, b, an) == 0;
+	return an && b[0] == a[0] && strlen(b) == an && memcmp(a, b, an) == 0;
 }
 
 static int find_method(const mname *t, const char *s, size_t n)
 {
 	for (; t->name; t++)
-		if (name_eq(s, n, t->name))
+		if (t->name[0] == s[0] && name_eq(s, n, t->name))
 			return t->id;
 	return 0;
 }
@@ -2989,9 +3001,9 @@ static jv do_slice(R *r, const jv *obj, const jv *a, const jv *b, const jv *c, c
 		/* code point offsets */
 		size_t *off = ralloc(r, ((size_t)len + 1) * sizeof *off);
 		size_t i = 0, k = 0;
-		while (i < obj->n) {
+		while (i < obj->n && k < (size_t)len) {
 			off[k++] = i;
-			i += ascii ? 1 : utf8_dec(obj->s, obj->n, i, &(uint32_t){0});
+			i = utf8_next(obj->s, obj->n, i);
 		}
 		off[k] = obj->n;
 		sbuf sb = {0};
@@ -3806,6 +3818,15 @@ static void json_str(R *r, sbuf *b, const char *s, size_t n, int ensure_ascii)
 	sb_putc(r, b, '"');
 	size_t i = 0;
 	while (i < n) {
+		size_t j = i;
+		while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\' &&
+		       ((unsigned char)s[j] < 0x80 || !ensure_ascii))
+			j++;
+		if (j > i) {
+			sb_put(r, b, s + i, j - i);
+			i = j;
+			continue;
+		}
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"')
 			sb_put(r, b, "\\\"", 2);

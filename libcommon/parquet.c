@@ -32,6 +32,7 @@
 #define PQ_MAX_PAGE_VALUES (1u << 24)      /* entries in one data page */
 #define PQ_MAX_PAGE_BYTES (1u << 30)       /* uncompressed page size */
 #define PQ_MAX_CHUNK_VALUES ((int64_t)1 << 31)
+#define PQ_MAX_DBA_BYTES (1u << 28)        /* decoded DELTA_BYTE_ARRAY bytes of one page */
 
 /* physical types */
 enum { PT_BOOLEAN, PT_INT32, PT_INT64, PT_INT96, PT_FLOAT, PT_DOUBLE, PT_BYTE_ARRAY, PT_FLBA };
@@ -598,6 +599,8 @@ static int conv_annotated(const pq_selem *e)
 	return conv_physical(e->type);
 }
 
+static int utf8_valid(const uint8_t *s, size_t n);
+
 /* Builds node `ni` from elems[*pos]; recursion bounded by PQ_MAX_DEPTH. */
 static int build_node(parquet_file *pf, size_t *pos, int depth, int pdef, int prep, char *path,
 		      size_t pathlen, sft_error *err)
@@ -613,6 +616,8 @@ static int build_node(parquet_file *pf, size_t *pos, int depth, int pdef, int pr
 	n->leaf = -1;
 	if (!e->name)
 		return pq_fail(err, pf, "schema element %zu has no name", *pos - 1);
+	if (!utf8_valid((const uint8_t *)e->name, strlen(e->name)))
+		return pq_fail(err, pf, "schema element %zu has a name that is not valid UTF-8", *pos - 1);
 	int rep = depth == 0 ? REP_REQUIRED : e->repetition;
 	if (rep < 0 || rep > 2)
 		return pq_fail(err, pf, "schema element '%s' has invalid repetition %d", e->name, rep);
@@ -1383,7 +1388,7 @@ static int values_decode(pq_ctx *cx, pq_col *c, int enc, const uint8_t *p, const
 				return page_fail(cx, "DELTA_BYTE_ARRAY value is corrupt");
 			sufsum += (uint64_t)sl;
 			prev = c->idx[i] + (uint64_t)sl;
-			if (prev > PQ_MAX_PAGE_BYTES || total > PQ_MAX_PAGE_BYTES)
+			if (prev > PQ_MAX_DBA_BYTES || total > PQ_MAX_DBA_BYTES)
 				return page_fail(cx, "DELTA_BYTE_ARRAY values too large");
 			total += (size_t)prev;
 		}

@@ -325,10 +325,13 @@ int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
 	uint8_t *tp = b + REC_HDR + r->n_seg * SEG_SIZE;
 	uint32_t vocab = w->h.vocab_size, maxv = 0;
 	if (width == 2) {
-		for (size_t i = 0; i < r->n; i++) {
-			uint32_t t = r->tokens[i];
+		const uint32_t *restrict src = r->tokens;
+		uint16_t *restrict dst = (uint16_t *)(void *)tp; /* 8-byte aligned: 16 + 16 * n_seg */
+		const size_t n = r->n;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t t = src[i];
 			maxv = t > maxv ? t : maxv;
-			wr16(tp + 2 * i, (uint16_t)t);
+			dst[i] = (uint16_t)t;
 		}
 	} else if (r->n) {
 		for (size_t i = 0; i < r->n; i++)
@@ -511,10 +514,11 @@ static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_
 {
 	uint32_t maxv = 0;
 	if (h->token_width == 2) {
-		const uint8_t *p = tp;
+		uint32_t *restrict dst = b->tokens;
+		const uint8_t *restrict p = tp;
 		for (size_t i = 0; i < n; i++) {
 			uint32_t t = rd16(p + 2 * i);
-			b->tokens[i] = t;
+			dst[i] = t;
 			maxv = t > maxv ? t : maxv;
 		}
 	} else if (n) {
@@ -603,15 +607,13 @@ shard_reader *shard_reader_open_fp(FILE *fp, const char *name, sft_error *err)
 	do
 		c = getc(fp);
 	while (c == ' ' || c == '\n' || c == '\r' || c == '\t');
-	if (c == EOF) {
-		if (ferror(fp))
-			sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read failed: %s", r->name, strerror(errno));
-		else
-			sft_error_set(err, SFT_EXIT_DATA, "%s: byte 0: empty input: expected a token shard or JSONL", r->name);
+	if (c == EOF && ferror(fp)) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read failed: %s", r->name, strerror(errno));
 		goto fail;
 	}
-	ungetc(c, fp);
-	if (c == '{') {
+	if (c != EOF)
+		ungetc(c, fp);
+	if (c == '{' || c == EOF) { /* JSONL; an empty input is JSONL with no documents */
 		r->jr = jsonl_open_stream(fp, r->name);
 		if (!r->jr) {
 			sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");

@@ -99,8 +99,9 @@ int shard_writer_close_ex(shard_writer *w, uint8_t checksum_out[16], shard_count
 typedef struct shard_reader shard_reader;
 
 /* path "-" or NULL = stdin (named "<stdin>" in errors). Detects the form: binary
- * shard (magic) or the JSONL twin (first non-blank byte '{'). For JSONL the header
- * has vocab_size 0, a zero fingerprint and token_width 4. */
+ * shard (magic) or the JSONL twin (first non-blank byte '{'; an empty input counts as
+ * JSONL with no documents). For JSONL the header has vocab_size 0, a zero fingerprint
+ * and token_width 4. */
 shard_reader *shard_reader_open(const char *path, sft_error *err);
 /* Reads from an open stream (not closed by shard_reader_close); `name` for errors. */
 shard_reader *shard_reader_open_fp(FILE *fp, const char *name, sft_error *err);

@@ -39,6 +39,39 @@ static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int fl
 	int pending_space = 0;
 	int ws = flags & TEXTNORM_WS, fold = flags & TEXTNORM_CASEFOLD;
 	int sp = flags & TEXTNORM_STRIP_PUNCT, sd = flags & TEXTNORM_STRIP_DIGITS;
+	if (ws && !sp && !sd) {
+		/* the common case, one table lookup per byte: 0 = whitespace, else the
+		 * output byte */
+		static unsigned char tab[2][128];
+		static int ready;
+		if (!ready) {
+			for (int c = 0; c < 128; c++) {
+				int isws = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+				tab[0][c] = isws ? 0 : (unsigned char)c;
+				tab[1][c] = isws ? 0 : (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+			}
+			__atomic_store_n(&ready, 1, __ATOMIC_RELEASE); /* idempotent: races write the same bytes */
+		}
+		const unsigned char *t = tab[fold ? 1 : 0];
+		size_t i = 0;
+		while (i < len && !t[(unsigned char)s[i]] && s[i]) i++; /* leading whitespace */
+		for (; i < len; i++) {
+			unsigned char c = (unsigned char)s[i];
+			unsigned char m = t[c];
+			if (m || c == 0) {
+				o[n++] = (char)m;
+				continue;
+			}
+			/* a whitespace run: one space if more text follows */
+			size_t k = i + 1;
+			while (k < len && !t[(unsigned char)s[k]] && s[k]) k++;
+			if (k < len) o[n++] = ' ';
+			i = k - 1;
+		}
+		o[n] = 0;
+		*out_len = n;
+		return o;
+	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (ws && ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20))) {
@@ -125,8 +158,17 @@ void textnorm_buf_free(textnorm_buf *b)
 
 size_t textnorm_count_chars(const char *s, size_t len)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+	size_t n = 0, i = 0;
+	for (; i + 8 <= len; i += 8) { /* ASCII words count 8 */
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if (!(w & 0x8080808080808080ULL)) {
+			n += 8;
+			continue;
+		}
+		for (int k = 0; k < 8; k++) n += ((unsigned char)s[i + k] & 0xC0) != 0x80;
+	}
+	for (; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
 	return n;
 }
 

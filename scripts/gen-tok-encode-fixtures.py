@@ -32,6 +32,8 @@ Outputs per model (the oracle is named on each):
   prefix_qwen3.jsonl (smollm2) the same with Qwen3's template, which rewrites earlier
                      turns: the last turn trains its empty <think></think> block too
   trunc_end.jsonl    gen.jsonl cut to the last TRUNC tokens (--truncation keep-end)
+  trunc_start.jsonl  gen.jsonl cut to the first TRUNC_START tokens (keep-start); records left
+                     with no trained token are left out (--on-error=skip counts them)
   fingerprint.txt    the stream header's fingerprint, hex: xxh3-128 of tokenizer.json bytes
                      + the model's chat template (tokenizer.h), then with --chat-template
                      chatml_gen.jinja: xxh3-128(that || the template file's bytes)
@@ -93,6 +95,7 @@ def load_gemma3(work):
 
 LOADERS = {"smollm2": load_smollm2, "gemma3": load_gemma3}
 TRUNC = 24
+TRUNC_START = 100
 
 
 def read_jsonl(name):
@@ -159,7 +162,7 @@ def gen_model(model, work, own_template_name, gen_template_name, eot):
     os.makedirs(out_dir, exist_ok=True)
     chats = read_jsonl("chat.jsonl")
 
-    gen_rows, show, full_rows, prefix_rows, trunc_rows = [], [], [], [], []
+    gen_rows, show, full_rows, prefix_rows, trunc_rows, start_rows = [], [], [], [], [], []
     for lineno, rec in enumerate(chats, 1):
         msgs, tools = rec["messages"], rec.get("tools")
         g = tok.apply_chat_template(msgs, tools=tools, chat_template=gen_tmpl, tokenize=True,
@@ -172,6 +175,8 @@ def gen_model(model, work, own_template_name, gen_template_name, eot):
         gen_rows.append({"input_ids": ids, "mask": mask})
         show.append(show_record(tok, "<stdin>", lineno, ids, mask))
         trunc_rows.append({"input_ids": ids[-TRUNC:], "mask": mask[-TRUNC:]})
+        if sum(mask[:TRUNC_START]):
+            start_rows.append({"input_ids": ids[:TRUNC_START], "mask": mask[:TRUNC_START]})
 
         f = ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True))
         ftext = tok.apply_chat_template(msgs, tools=tools, tokenize=False)
@@ -215,6 +220,7 @@ def gen_model(model, work, own_template_name, gen_template_name, eot):
     write_lines(os.path.join(out_dir, "full.jsonl"), full_rows)
     write_lines(os.path.join(out_dir, "prefix.jsonl"), prefix_rows)
     write_lines(os.path.join(out_dir, "trunc_end.jsonl"), trunc_rows)
+    write_lines(os.path.join(out_dir, "trunc_start.jsonl"), start_rows)
 
     eos = tok.eos_token
     text_rows = []

@@ -149,6 +149,42 @@ static void test_cli_number_parsers(void **state)
 	assert_true(cli_parse_double("lr", "nan", 0, 1, &d, &e) < 0);
 }
 
+struct seen {
+	char log[256];
+};
+
+static int record_opt(void *ctx, int id, const char *arg, const char *source, sft_error *err)
+{
+	(void)source;
+	(void)err;
+	struct seen *s = ctx;
+	size_t n = strlen(s->log);
+	snprintf(s->log + n, sizeof s->log - n, "%c=%s;", id, arg ? arg : "");
+	return 0;
+}
+
+static void test_cli_parse_short_and_long(void **state)
+{
+	(void)state;
+	static const cli_option opts[] = {
+		{"output", 'o', CLI_REQ_ARG, "FILE", "output", 'o'},
+		{"seq-len", 0, CLI_REQ_ARG, "N", "length", 's'},
+		{"flag", 'f', CLI_NO_ARG, NULL, "a flag", 'f'},
+		{NULL, 0, 0, NULL, NULL, 0},
+	};
+	cli_spec spec = {"t", "[options]", NULL, opts, "", NULL};
+	char *argv[] = {"t", "-o", "x.bin", "in1", "--seq-len=8", "-f", "in2", NULL};
+	struct seen s = {{0}};
+	char **pos = NULL;
+	int n = cli_parse(&spec, 7, argv, record_opt, &s, &pos);
+	/* the first short option of a table must work too (regression: '-o' was lost) */
+	assert_string_equal(s.log, "o=x.bin;s=8;f=;");
+	assert_int_equal(n, 2);
+	assert_string_equal(pos[0], "in1");
+	assert_string_equal(pos[1], "in2");
+	free(pos);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +195,7 @@ int main(void)
 		cmocka_unit_test(test_config_flatten),
 		cmocka_unit_test(test_atomic_commit_and_abort),
 		cmocka_unit_test(test_cli_number_parsers),
+		cmocka_unit_test(test_cli_parse_short_and_long),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

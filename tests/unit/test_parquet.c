@@ -173,6 +173,14 @@ static void test_columns_and_counts(void **state)
 	assert_null(parquet_column_name(pf, 9));
 	assert_int_equal(parquet_num_rows(pf), 6);
 	assert_int_equal(parquet_num_row_groups(pf), 2); /* row_group_size=4 */
+	/* rows can be skipped (row = NULL); the count across both row groups is exact */
+	parquet_rows *it = parquet_rows_open(pf, NULL, 0, &err);
+	int rc, n = 0;
+	while ((rc = parquet_rows_next(it, NULL, &err)) == 1)
+		n++;
+	assert_int_equal(rc, 0);
+	assert_int_equal(n, 6);
+	parquet_rows_close(it);
 	parquet_close(pf);
 	parquet_close(NULL);
 	parquet_rows_close(NULL);

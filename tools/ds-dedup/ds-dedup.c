@@ -1094,25 +1094,44 @@ static void write_removed(FILE *fp, size_t i, const char *line)
 	fputs("}\n", fp);
 }
 
-/* Pass 2 over one source: records [lo, hi) of recs belong to it (sorted by line). */
+/* Pass 2 over one source: records [lo, hi) of recs belong to it (sorted by line). Kept
+ * lines that follow each other in the read buffer are written as one run (the bytes,
+ * newlines included, are the input's own). */
 static void pass2(reader *r, size_t lo, size_t hi, FILE *out, FILE *rm)
 {
 	span *sp = xrealloc(NULL, sizeof(span) * BATCH);
 	size_t n, k = lo;
 	while ((n = reader_batch(r, sp, BATCH)) > 0) {
+		const char *run = NULL, *run_end = NULL;
+		const char *buf_end = r->buf + r->end;
 		for (size_t i = 0; i < n; i++) {
 			while (k < hi && recs[k].line < sp[i].line) k++;
 			if (k >= hi || recs[k].line != sp[i].line) continue; /* filtered in the shard run */
 			if (recs[k].status == ST_KEEP) {
 				if (out) {
-					fwrite(sp[i].p, 1, sp[i].len, out);
-					putc('\n', out);
+					const char *e = sp[i].p + sp[i].len;
+					if (e < buf_end && *e == '\n') {
+						if (run && run_end == sp[i].p) {
+							run_end = e + 1;
+						} else {
+							if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
+								die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
+							run = sp[i].p, run_end = e + 1;
+						}
+					} else { /* last line without a newline */
+						if (run) fwrite(run, 1, (size_t)(run_end - run), out);
+						run = NULL;
+						fwrite(sp[i].p, 1, sp[i].len, out);
+						putc('\n', out);
+					}
 				}
 			} else if (rm) {
 				write_removed(rm, k, sp[i].p);
 			}
 			k++;
 		}
+		if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
+			die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
 	}
 	free(sp);
 }

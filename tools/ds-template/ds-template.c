@@ -19,6 +19,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "progress.h"
+#include "fastjson.h"
 #include "tpl.h"
 
 enum out_format { OUT_DEFAULT = 0, OUT_MESSAGES, OUT_PC, OUT_TEXT };
@@ -342,11 +343,12 @@ static int render_one(const state *S, int k, const json_t *rec, item *it, char *
 	return fail(it, RS_TEMPLATE, S, &e);
 }
 
+/* s must be valid UTF-8 */
 static json_t *msg_new(const char *role, const char *s, size_t n)
 {
 	json_t *m = json_object();
-	json_object_set_new(m, "role", json_string(role));
-	json_object_set_new(m, "content", json_stringn(s, n));
+	json_object_set_new_nocheck(m, "role", json_string_nocheck(role));
+	json_object_set_new_nocheck(m, "content", json_stringn_nocheck(s, n));
 	return m;
 }
 
@@ -360,6 +362,14 @@ static json_t *messages_from_templates(const state *S, const json_t *rec, item *
 		size_t n;
 		if (render_one(S, k, rec, it, &s, &n) < 0) {
 			json_decref(msgs);
+			return NULL;
+		}
+		if (!fastjson_utf8_valid(s, n)) {
+			sft_error e;
+			sft_error_set(&e, SFT_EXIT_INTERNAL, "%s rendered invalid UTF-8", tpl_files[k]);
+			free(s);
+			json_decref(msgs);
+			fail(it, RS_TEMPLATE, S, &e);
 			return NULL;
 		}
 		/* an empty system prompt means "no system message" (conditional prompts) */
@@ -437,10 +447,15 @@ static void process(const state *S, item *it)
 	it->fmt = 0;
 	it->out_len = 0;
 	sft_error e = {0};
-	json_t *rec = json_parse_located(it->line, it->len, S->in_name, it->lineno, 0, &e);
-	if (!rec) {
-		fail(it, RS_JSON, S, &e);
-		return;
+	json_t *rec = fastjson_parse(it->line, it->len);
+	if (!rec || !json_is_object(rec)) {
+		/* jansson names the place and the problem */
+		json_decref(rec);
+		rec = json_parse_located(it->line, it->len, S->in_name, it->lineno, 0, &e);
+		if (!rec) {
+			fail(it, RS_JSON, S, &e);
+			return;
+		}
 	}
 	json_t *msgs = NULL, *res = NULL;
 	if (S->prompts) {
@@ -515,8 +530,16 @@ static void process(const state *S, item *it)
 			}
 			json_decref(prompt);
 			json_decref(completion);
-			prompt = json_stringn(ps, pn);
-			completion = json_stringn(fs + pn, fn - pn);
+			/* a prefix of valid UTF-8 may end inside a character: check both */
+			if (!fastjson_utf8_valid(fs, fn) || !fastjson_utf8_valid(ps, pn)) {
+				free(ps);
+				free(fs);
+				sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
+				fail(it, RS_CHAT, S, &e);
+				goto done;
+			}
+			prompt = json_stringn_nocheck(ps, pn);
+			completion = json_stringn_nocheck(fs + pn, fn - pn);
 			free(ps);
 			free(fs);
 		}
@@ -527,33 +550,41 @@ static void process(const state *S, item *it)
 		size_t n;
 		if (render_chat(S, msgs, rec, S->add_gen, &s, &n, it) < 0)
 			goto done;
-		json_object_set_new(res, "text", json_stringn(s, n));
+		if (!fastjson_utf8_valid(s, n)) {
+			free(s);
+			sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
+			fail(it, RS_CHAT, S, &e);
+			goto done;
+		}
+		json_object_set_new(res, "text", json_stringn_nocheck(s, n));
 		free(s);
 	} else {
 		json_object_set(res, "messages", msgs);
 	}
+	/* {<output fields>, <passed-through fields>}\n, written straight into the item */
+	fj_buf b = {it->out, 0, it->out_cap};
+	int bad = fj_put(&b, "{", 1);
 	const char *k;
 	json_t *v;
+	int first = 1;
+	json_object_foreach(res, k, v) {
+		bad |= (!first && fj_put(&b, ",", 1)) || fj_put_string(&b, k, strlen(k)) ||
+		       fj_put(&b, ":", 1) || fj_put_value(&b, v);
+		first = 0;
+	}
 	json_object_foreach(rec, k, v) {
 		if (pass_field(S, it->fmt, k))
-			json_object_set(res, k, v);
+			bad |= fj_put(&b, ",", 1) || fj_put_string(&b, k, strlen(k)) || fj_put(&b, ":", 1) ||
+			       fj_put_value(&b, v);
 	}
-	if (json_dump_compact(res, &it->out, &it->out_len, &it->out_cap) < 0) {
+	bad |= fj_put(&b, "}\n", 2);
+	it->out = b.buf;
+	it->out_cap = b.cap;
+	it->out_len = b.len;
+	if (bad) {
 		sft_error_set(&e, SFT_EXIT_RUNTIME, "out of memory");
 		fail(it, RS_RECORD, S, &e);
-		goto done;
 	}
-	if (it->out_len + 2 > it->out_cap) {
-		char *nb = realloc(it->out, it->out_len + 2);
-		if (!nb) {
-			sft_error_set(&e, SFT_EXIT_RUNTIME, "out of memory");
-			fail(it, RS_RECORD, S, &e);
-			goto done;
-		}
-		it->out = nb;
-		it->out_cap = it->out_len + 2;
-	}
-	it->out[it->out_len++] = '\n';
 done:
 	json_decref(res);
 	json_decref(msgs);

@@ -254,9 +254,10 @@ static void store_doc(packer *p, uint64_t doc_id, uint32_t offset, const uint32_
 {
 	store_reserve(p, n);
 	if (p->out_h.token_width == 2) {
-		uint16_t *d = (uint16_t *)p->tok + p->n_tok;
+		uint16_t *restrict d = (uint16_t *)p->tok + p->n_tok;
+		const uint32_t *restrict src = t;
 		for (uint32_t i = 0; i < n; i++)
-			d[i] = (uint16_t)t[i];
+			d[i] = (uint16_t)src[i];
 	} else {
 		memcpy((uint32_t *)p->tok + p->n_tok, t, (size_t)n * 4);
 	}
@@ -292,10 +293,12 @@ static int emit_row(packer *p, shard_writer *w, const uint32_t *items, size_t n_
 	size_t n = 0;
 	for (size_t j = 0; j < n_items; j++) {
 		const doc *d = &p->docs[items[j]];
-		if (p->out_h.token_width == 2) {
-			const uint16_t *s = (const uint16_t *)p->tok + d->start;
-			for (uint32_t i = 0; i < d->len; i++)
-				p->row_tok[n + i] = s[i];
+		if (p->out_h.token_width == 2) { /* locals + restrict: lets the compiler vectorize */
+			const uint16_t *restrict src = (const uint16_t *)p->tok + d->start;
+			uint32_t *restrict dst = p->row_tok + n;
+			const uint32_t len = d->len;
+			for (uint32_t i = 0; i < len; i++)
+				dst[i] = src[i];
 		} else {
 			memcpy(p->row_tok + n, (const uint32_t *)p->tok + d->start, (size_t)d->len * 4);
 		}
@@ -1205,7 +1208,21 @@ static int run_unpack(const opts *o)
 	size_t dn = 0, dcap = 0;
 	shard_writer *w = NULL;
 	if (!strcmp(emit, "stream")) {
-		shard_header h = *shard_file_header(s.f[0]);
+		shard_header h = {0};
+		if (s.n) {
+			h = *shard_file_header(s.f[0]);
+		} else { /* no rows at all: vocab and fingerprint from the manifest */
+			h.vocab_size = (uint32_t)json_integer_value(json_object_get(s.manifest, "vocab_size"));
+			const char *hx = json_string_value(json_object_get(s.manifest, "tokenizer_fingerprint"));
+			for (int i = 0; hx && strlen(hx) == 32 && i < 16; i++) {
+				unsigned v;
+				if (sscanf(hx + 2 * i, "%2x", &v) == 1)
+					h.fingerprint[i] = (uint8_t)v;
+			}
+		}
+		h.version = 0;
+		h.token_width = 0;
+		h.is_file = 0;
 		h.flags = 0;
 		h.seq_len = 0;
 		h.pad_id = 0;
