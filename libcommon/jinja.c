@@ -40,14 +40,14 @@ static void *arena_try_alloc(arena *a, size_t n)
 {
 	n = (n + 15) & ~(size_t)15;
 	if (!a->head || a->head->used + n > a->head->cap) {
-		size_t cap = a->head ? a->head->cap * 2 : 8192;
+		size_t cap = a->head ? a->head->cap * 2 : 16384;
 		if (cap > (1u << 24))
 			cap = 1u << 24;
 		if (cap < n)
 			cap = n;
 		if (a->limit && a->total + cap > a->limit)
 			return NULL;
-		ablock *b = calloc(1, sizeof *b + cap); /* zeroed: allocations start cleared */
+		ablock *b = malloc(sizeof *b + cap);
 		if (!b)
 			return NULL;
 		b->next = a->head;
@@ -58,6 +58,7 @@ static void *arena_try_alloc(arena *a, size_t n)
 	}
 	void *p = (char *)a->head->data + a->head->used;
 	a->head->used += n;
+	memset(p, 0, n); /* allocations start cleared (values rely on zeroed flags) */
 	return p;
 }
 
@@ -248,7 +249,7 @@ static int is_ascii(const char *s, size_t n)
 
 static size_t utf8_len(const char *s, size_t n)
 {
-	size_t c = 0;
+	size_t c = n && ((unsigned char)s[0] & 0xc0) == 0x80; /* stray leading continuation byte */
 	for (size_t i = 0; i < n; i++)
 		if (((unsigned char)s[i] & 0xc0) != 0x80)
 			c++;
@@ -5596,6 +5597,52 @@ static void out_value(R *r, const jv *v, const node *at)
 		put_str(r, r->out, v, at);
 }
 
+/* {{ a + b ~ c ... }}: evaluates the operands of a left-leaning chain of `+`/`~` in order
+ * and, when every `+` joins plain strings, writes them straight to the output instead of
+ * building the intermediate strings. Otherwise folds them with binop (same result, same
+ * evaluation order: binop has no side effects). */
+static void output_chain(R *r, frame *f, const node *top)
+{
+	const node *chain[64];
+	int k = 0;
+	const node *x = top;
+	while (x->kind == N_BIN && (x->op == OP_ADD || x->op == OP_CONCAT) && k < 63) {
+		chain[k++] = x;
+		x = x->a;
+	}
+	if (x->kind == N_BIN && (x->op == OP_ADD || x->op == OP_CONCAT)) {
+		jv v = eval(r, f, top);
+		out_value(r, &v, top);
+		return;
+	}
+	/* operands: x, then chain[k-1]->b, ..., chain[0]->b */
+	jv *vals = ralloc(r, (size_t)(k + 1) * sizeof(jv));
+	vals[0] = eval(r, f, x);
+	int plain = vals[0].t == T_STR && !vals[0].mk;
+	for (int i = k - 1, j = 1; i >= 0; i--, j++) {
+		vals[j] = eval(r, f, chain[i]->b);
+		if (chain[i]->op == OP_ADD && !(vals[j].t == T_STR && !vals[j].mk))
+			plain = 0;
+		if (chain[i]->op == OP_CONCAT && vals[j].t == T_STR && vals[j].mk)
+			plain = 0;
+	}
+	/* a `~` anywhere turns the running value into a str, so `+` after it needs str too;
+	 * `+` before a `~` needs its own operands to be strings: checked above */
+	if (plain) {
+		for (int j = 0; j <= k; j++) {
+			if (vals[j].t == T_STR)
+				sb_put(r, r->out, vals[j].s, vals[j].n);
+			else
+				put_str(r, r->out, &vals[j], top);
+		}
+		return;
+	}
+	jv acc = vals[0];
+	for (int i = k - 1, j = 1; i >= 0; i--, j++)
+		acc = binop(r, chain[i]->op, &acc, &vals[j], chain[i]);
+	out_value(r, &acc, top);
+}
+
 static jv capture_body(R *r, frame *f, node *const *body, size_t n, const node *at)
 {
 	sbuf *saved = r->out;
@@ -5651,6 +5698,10 @@ static int exec_node(R *r, frame *f, const node *n)
 	switch (n->kind) {
 	case N_TEXT: sb_put(r, r->out, n->name, n->nlen); return 0;
 	case N_OUTPUT: {
+		if (n->a->kind == N_BIN && (n->a->op == OP_ADD || n->a->op == OP_CONCAT)) {
+			output_chain(r, f, n->a);
+			return 0;
+		}
 		jv v = eval(r, f, n->a);
 		out_value(r, &v, n);
 		return 0;

@@ -40,34 +40,28 @@ static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int fl
 	int ws = flags & TEXTNORM_WS, fold = flags & TEXTNORM_CASEFOLD;
 	int sp = flags & TEXTNORM_STRIP_PUNCT, sd = flags & TEXTNORM_STRIP_DIGITS;
 	if (ws && !sp && !sd) {
-		/* the common case, one table lookup per byte: 0 = whitespace, else the
-		 * output byte */
-		static unsigned char tab[2][128];
+		/* the common case, branch-free: every byte is stored (whitespace as ' '), and
+		 * the write position only advances past a space that follows a non-space */
+		static unsigned char tab[2][128], isws[128];
 		static int ready;
-		if (!ready) {
+		if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
 			for (int c = 0; c < 128; c++) {
-				int isws = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
-				tab[0][c] = isws ? 0 : (unsigned char)c;
-				tab[1][c] = isws ? 0 : (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+				isws[c] = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+				tab[0][c] = isws[c] ? ' ' : (unsigned char)c;
+				tab[1][c] = isws[c] ? ' ' : (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
 			}
-			__atomic_store_n(&ready, 1, __ATOMIC_RELEASE); /* idempotent: races write the same bytes */
+			__atomic_store_n(&ready, 1, __ATOMIC_RELEASE); /* races write the same bytes */
 		}
 		const unsigned char *t = tab[fold ? 1 : 0];
-		size_t i = 0;
-		while (i < len && !t[(unsigned char)s[i]] && s[i]) i++; /* leading whitespace */
-		for (; i < len; i++) {
+		unsigned prev = 1; /* leading whitespace is dropped */
+		for (size_t i = 0; i < len; i++) {
 			unsigned char c = (unsigned char)s[i];
-			unsigned char m = t[c];
-			if (m || c == 0) {
-				o[n++] = (char)m;
-				continue;
-			}
-			/* a whitespace run: one space if more text follows */
-			size_t k = i + 1;
-			while (k < len && !t[(unsigned char)s[k]] && s[k]) k++;
-			if (k < len) o[n++] = ' ';
-			i = k - 1;
+			unsigned w = isws[c];
+			o[n] = (char)t[c];
+			n += !(w & prev);
+			prev = w;
 		}
+		if (n > 0 && prev) n--; /* trailing space */
 		o[n] = 0;
 		*out_len = n;
 		return o;

@@ -466,7 +466,7 @@ typedef struct seg { uint32_t off, len; int32_t added; } seg;
 typedef struct segvec { seg *v; size_t n, cap; } segvec;
 typedef struct mspan { uint32_t s, e; int m; } mspan;
 
-#define CACHE_BITS 13
+#define CACHE_BITS 14
 #define CACHE_KEY 40
 #define CACHE_TOK 12
 typedef struct cache_ent {
@@ -1146,7 +1146,7 @@ static void sym_push(tstate *st, size_t *n, uint32_t id, uint32_t s, uint32_t e)
 }
 
 /* Tokenizes piece p with BPE; appends to ov with original offsets. */
-static void bpe_piece(tstate *st, span p, outvec *ov)
+static void bpe_word(tstate *st, span p, outvec *ov)
 {
 	const tokenizer *t = st->t;
 	const char *s = st->w.s + p.off;
@@ -1245,6 +1245,31 @@ static void bpe_piece(tstate *st, span p, outvec *ov)
 		}
 		ce->ntok = (uint8_t)cnt;
 	}
+}
+
+static inline int is_meta(const char *s) { return (unsigned char)s[0] == 0xE2 && (unsigned char)s[1] == 0x96 && (unsigned char)s[2] == 0x81; }
+
+/* SentencePiece-style vocabularies (no pre-tokenizer: the whole text is one piece) are cut
+ * before every "▁" that follows another character when no vocabulary token holds such a
+ * pair (t->spm_split): no merge can then cross the cut, so BPE on the parts equals BPE on
+ * the whole, and the parts fit the word cache. */
+static void bpe_piece(tstate *st, span p, outvec *ov)
+{
+	const tokenizer *t = st->t;
+	if (!t->spm_split || p.len <= 8) {
+		bpe_word(st, p, ov);
+		return;
+	}
+	const char *s = st->w.s + p.off;
+	size_t start = 0;
+	for (size_t i = 1; i + 3 <= p.len; i++) {
+		if (is_meta(s + i) && !(i >= 3 && is_meta(s + i - 3))) {
+			bpe_word(st, (span){ p.off + (uint32_t)start, (uint32_t)(i - start) }, ov);
+			s = st->w.s + p.off;
+			start = i;
+		}
+	}
+	bpe_word(st, (span){ p.off + (uint32_t)start, (uint32_t)(p.len - start) }, ov);
 }
 
 /* ------------------------------------------------------------------ encode */
@@ -1956,6 +1981,17 @@ int tok_finalize(tokenizer *t, sft_error *err)
 			break;
 		}
 		t->byte_ids[b] = (uint32_t)id;
+	}
+	/* SentencePiece cut points (see bpe_piece) */
+	t->spm_split = tok_model_lookup(t, "\xE2\x96\x81", 3) >= 0;
+	for (uint32_t id = 0; t->spm_split && id < t->n_ids && id < t->model_cap; id++) {
+		const char *s = t->model_str[id];
+		uint32_t n = t->model_len[id];
+		for (uint32_t i = 1; s && i + 3 <= n; i++)
+			if (is_meta(s + i) && !(i >= 3 && is_meta(s + i - 3))) {
+				t->spm_split = 0;
+				break;
+			}
 	}
 	/* the thread state made while normalizing added tokens predates all regexes: drop it */
 	tstate *st = pthread_getspecific(t->key);

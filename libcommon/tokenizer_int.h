@@ -67,6 +67,7 @@ struct tokenizer {
 	tok_hash model_hash;        /* model vocab */
 	merge_ent *merges; size_t merge_mask;
 	int64_t unk_id; int fuse_unk, byte_fallback, ignore_merges;
+	int spm_split;              /* see bpe_piece() */
 	uint32_t byte_ids[256]; int have_byte_ids; /* <0xXX> ids for byte fallback */
 	/* added tokens */
 	added_tok *added; size_t n_added;

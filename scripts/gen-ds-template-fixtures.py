@@ -454,6 +454,14 @@ case("bad-record-skip", "ds-template --on-error=skip $FIX/ds-template/bad_record
 case("pc-last-not-assistant", "ds-template -f prompt-completion --on-error skip $FIX/ds-template/openai_no_answer.jsonl",
      inputs=[f"{D}/openai_no_answer.jsonl"], fmt="prompt-completion", skip=True)
 
+# JSON edge cases: escapes, numbers, duplicate keys, spacing pass through as Python's json
+# reads and writes them; and 15 kinds of lines jansson (so ds-template) rejects
+case("json-edge-valid", "ds-template $FIX/ds-template/json_edge_valid.jsonl",
+     inputs=[f"{D}/json_edge_valid.jsonl"])
+case("json-edge-invalid", "ds-template --on-error skip $FIX/ds-template/json_edge_invalid.jsonl",
+     stdout=dumps({"messages": [msg("user", "Valid"), msg("assistant", "yes")]}) + "\n",
+     stderr=r"16 records read, 1 written, 15 skipped \(15 invalid JSON\); from alpaca 1")
+
 # errors without a model of the output
 case("template-syntax-error", "ds-template --prompts $FIX/ds-template/prompts/syntax_error $FIX/datasets/medqa/test.jsonl",
      stdout="", exit=3, stderr=r"^ds-template: error: .*prompts/syntax_error/user.jinja:3:[0-9]+: unexpected 'end of print statement'")

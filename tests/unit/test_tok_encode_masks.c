@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "../../tools/tok-encode/chat.c"
 
@@ -165,6 +166,39 @@ static const char *fixdir(void)
 	return d ? d : "tests/fixtures";
 }
 
+/* Loads tests/fixtures/tokenizers/NAME; a .gz is inflated to a temporary file first. */
+static tokenizer *load_fixture_tokenizer(const char *name)
+{
+	char path[1024], tmp[] = "/tmp/test_tok_encode_XXXXXX";
+	sft_error err = {0};
+	snprintf(path, sizeof path, "%s/tokenizers/%s", fixdir(), name);
+	size_t n = strlen(path);
+	int gz = n > 3 && !strcmp(path + n - 3, ".gz");
+	if (gz) {
+		gzFile in = gzopen(path, "rb");
+		assert_non_null(in);
+		int fd = mkstemp(tmp);
+		assert_true(fd >= 0);
+		FILE *out = fdopen(fd, "wb");
+		char buf[65536];
+		int got;
+		while ((got = gzread(in, buf, sizeof buf)) > 0)
+			assert_int_equal(fwrite(buf, 1, (size_t)got, out), (size_t)got);
+		assert_int_equal(got, 0);
+		gzclose(in);
+		fclose(out);
+		/* the GGUF loader wants a .gguf name */
+		snprintf(path, sizeof path, "%s.gguf", tmp);
+		assert_int_equal(rename(tmp, path), 0);
+	}
+	tokenizer *tok = tokenizer_load(path, &err);
+	if (gz)
+		unlink(path);
+	if (!tok)
+		fail_msg("%s", err.msg);
+	return tok;
+}
+
 /* --assistant-only without generation tags (prefix diffing): the ids are transformers'
  * and every trained run decodes to exactly one assistant content + end-of-turn token.
  * template: NULL = the model's own, else a file under tests/fixtures/tok-encode. */
@@ -172,10 +206,7 @@ static void check_prefix_coverage(const char *model, const char *template_file, 
 {
 	char path[1024];
 	sft_error err = {0};
-	snprintf(path, sizeof path, "%s/tokenizers/%s", fixdir(), model);
-	tokenizer *tok = tokenizer_load(path, &err);
-	if (!tok)
-		fail_msg("%s", err.msg);
+	tokenizer *tok = load_fixture_tokenizer(!strcmp(model, "gemma3") ? "gemma3.gguf.gz" : "smollm2.gguf");
 	char *src = NULL;
 	size_t src_len = 0;
 	if (template_file) {
@@ -264,7 +295,8 @@ static void test_prefix_smollm2_qwen3_template(void **state)
 static void test_prefix_gemma3(void **state)
 {
 	(void)state;
-	check_prefix_coverage("gemma3", NULL, "prefix.jsonl");
+	/* the GGUF fixture has no chat template: Gemma 3's own is committed beside */
+	check_prefix_coverage("gemma3", "gemma3.jinja", "prefix.jsonl");
 }
 
 int main(void)
