@@ -72,29 +72,34 @@ for i, line in enumerate(open(sys.argv[1])):
 print("datasketch kept", kept, "in %.1fs" % (time.time() - t0), file=sys.stderr)
 PY
 
-run() { # label cmd... ; prints "secs rss_kb"
+run() { # label cmd... ; prints "wall_s cpu_s rss_kb"
 	local label=$1; shift
 	/usr/bin/time -v "$@" 2>"$W/$label.time" >"$W/$label.out"
-	local s rss
+	local s rss cpu
 	s=$(grep 'Elapsed (wall clock)' "$W/$label.time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+	cpu=$(awk -F': ' '/User time|System time/ { t += $2 } END { print t }' "$W/$label.time")
 	rss=$(grep 'Maximum resident' "$W/$label.time" | awk '{print $NF}')
-	echo "$s $rss"
+	echo "$s $cpu $rss"
 }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'; }
 
-read -r ds_s ds_rss < <(run datasketch python3 "$W/ds.py" "$W/subset.jsonl")
-read -r ms_s ms_rss < <(run mh_sub "$BIN" --minhash -j 2 "$W/subset.jsonl")
-read -r mf_s mf_rss < <(run mh_full "$BIN" --minhash -j 2 "$W/corpus.jsonl")
-read -r mx_s mx_rss < <(run mhx_full "$BIN" --minhash --hash xxh3 -j 2 "$W/corpus.jsonl")
-read -r ex_s ex_rss < <(run exact_full "$BIN" --exact -j 2 "$W/corpus.jsonl")
-echo "corpus: $(mbps "$full" 1) MB, $(wc -l < "$W/corpus.jsonl") records; subset $(mbps "$sub" 1) MB"
-echo "datasketch (subset)            : ${ds_s}s  $(mbps "$sub" "$ds_s") MB/s  peak RSS ${ds_rss} KB"
-echo "ds-dedup --minhash (subset)    : ${ms_s}s  $(mbps "$sub" "$ms_s") MB/s  peak RSS ${ms_rss} KB"
-echo "ds-dedup --minhash (full)      : ${mf_s}s  $(mbps "$full" "$mf_s") MB/s  peak RSS ${mf_rss} KB"
-echo "ds-dedup --minhash xxh3 (full) : ${mx_s}s  $(mbps "$full" "$mx_s") MB/s  peak RSS ${mx_rss} KB"
-echo "ds-dedup --exact (full)        : ${ex_s}s  $(mbps "$full" "$ex_s") MB/s  peak RSS ${ex_rss} KB"
-awk -v a="$sub" -v ds="$ds_s" -v mf="$mf_s" -v f="$full" -v ms="$ms_s" -v dr="$ds_rss" -v mr="$mf_rss" 'BEGIN {
-	printf "throughput ratio (full-file MB/s / datasketch subset MB/s): %.1fx\n", (f / mf) / (a / ds)
-	printf "throughput ratio (same subset): %.1fx\n", ds / ms
-	printf "peak RSS ratio (ds-dedup full / datasketch subset): %.2f\n", mr / dr }'
+read -r ds_s ds_c ds_rss < <(run datasketch python3 "$W/ds.py" "$W/subset.jsonl")
+read -r ms_s ms_c ms_rss < <(run mh_sub "$BIN" --minhash -j 2 "$W/subset.jsonl")
+read -r mf_s mf_c mf_rss < <(run mh_full "$BIN" --minhash -j 2 "$W/corpus.jsonl")
+read -r mx_s mx_c mx_rss < <(run mhx_full "$BIN" --minhash --hash xxh3 -j 2 "$W/corpus.jsonl")
+read -r ex_s ex_c ex_rss < <(run exact_full "$BIN" --exact -j 2 "$W/corpus.jsonl")
+echo "corpus: $(mbps "$full" 1) MB, $(wc -l < "$W/corpus.jsonl") records; subset $(mbps "$sub" 1) MB; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "                                 wall      MB/s   CPU-s  MB/CPU-s  peak RSS"
+line() { printf "%-32s %6.2fs %8s %6.2f %8s  %s KB\n" "$1" "$2" "$(mbps "$4" "$2")" "$3" "$(mbps "$4" "$3")" "$5"; }
+line "datasketch (subset)" "$ds_s" "$ds_c" "$sub" "$ds_rss"
+line "ds-dedup --minhash (subset)" "$ms_s" "$ms_c" "$sub" "$ms_rss"
+line "ds-dedup --minhash (full)" "$mf_s" "$mf_c" "$full" "$mf_rss"
+line "ds-dedup --minhash xxh3 (full)" "$mx_s" "$mx_c" "$full" "$mx_rss"
+line "ds-dedup --exact (full)" "$ex_s" "$ex_c" "$full" "$ex_rss"
+awk -v a="$sub" -v ds="$ds_s" -v dc="$ds_c" -v mf="$mf_s" -v f="$full" -v ms="$ms_s" -v mc="$ms_c" -v dr="$ds_rss" -v mr="$mf_rss" -v sr="$ms_rss" 'BEGIN {
+	printf "throughput ratio, wall (ds-dedup full file vs datasketch subset): %.1fx\n", (f / mf) / (a / ds)
+	printf "throughput ratio, wall (same subset): %.1fx\n", ds / ms
+	printf "throughput ratio, CPU time (same subset): %.1fx\n", dc / mc
+	printf "peak RSS ratio (same subset): %.2f\n", sr / dr
+	printf "peak RSS ratio (ds-dedup full file / datasketch subset): %.2f\n", mr / dr }'
 grep -h 'ds-dedup: read' "$W/mh_full.time" "$W/exact_full.time" || true

@@ -92,35 +92,51 @@ with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fou
         fout.write(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n")
 EOF
 
-secs() { # command... -> prints wall seconds
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@"
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+# measure CMD... -> "WALL CPU" seconds (CPU = user + sys of the command and its children;
+# on a shared machine wall time depends on the load, CPU time much less)
+measure() {
+	python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+rc = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL).returncode
+w = time.monotonic() - t
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+if rc:
+    sys.exit(f"failed ({rc}): {' '.join(sys.argv[1:])}")
+print(f"{w:.3f} {r.ru_utime + r.ru_stime:.3f}")
+PY
 }
 rate() { awk -v n="$N" -v t="$1" 'BEGIN { printf "%.0f", n / t }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+row() { # label "WALL CPU"
+	set -- "$1" $2
+	printf '%-24s wall %7.2fs %9s rec/s   cpu %7.2fs %9s rec/s\n' "$1" "$2" "$(rate "$2")" "$3" "$(rate "$3")"
+}
+wall() { echo "${1% *}"; }
+cpu() { echo "${1#* }"; }
 
 echo "== 1. prompt templates ($PROMPTS)"
-t_c1=$(secs "$BIN" -q -j 1 --prompts $PROMPTS "$W/court.jsonl" -o "$W/c1.jsonl")
-t_cn=$(secs "$BIN" -q -j "$THREADS" --prompts $PROMPTS "$W/court.jsonl" -o "$W/cn.jsonl")
-t_py=$(secs python3 "$W/py_prompts.py" $PROMPTS "$W/court.jsonl" "$W/py.jsonl")
+c1=$(measure "$BIN" -q -j 1 --prompts $PROMPTS "$W/court.jsonl" -o "$W/c1.jsonl")
+cn=$(measure "$BIN" -q -j "$THREADS" --prompts $PROMPTS "$W/court.jsonl" -o "$W/cn.jsonl")
+py=$(measure python3 "$W/py_prompts.py" $PROMPTS "$W/court.jsonl" "$W/py.jsonl")
 cmp "$W/c1.jsonl" "$W/py.jsonl" && cmp "$W/cn.jsonl" "$W/py.jsonl" && echo "outputs identical"
-printf 'ds-template -j1:  %6.2fs %9s rec/s\n' "$t_c1" "$(rate "$t_c1")"
-printf 'ds-template -j%s:  %6.2fs %9s rec/s\n' "$THREADS" "$t_cn" "$(rate "$t_cn")"
-printf 'python jinja2:    %6.2fs %9s rec/s\n' "$t_py" "$(rate "$t_py")"
-echo "ratio (1 thread): $(ratio "$t_py" "$t_c1")x   ratio (-j$THREADS): $(ratio "$t_py" "$t_cn")x"
+row "ds-template -j1" "$c1"
+row "ds-template -j$THREADS" "$cn"
+row "python jinja2" "$py"
+echo "ratio -j1: wall $(ratio "$(wall "$py")" "$(wall "$c1")")x, cpu $(ratio "$(cpu "$py")" "$(cpu "$c1")")x;" \
+	"-j$THREADS: wall $(ratio "$(wall "$py")" "$(wall "$cn")")x"
 
 echo "== 2. chat template ($CHAT)"
-t_c1=$(secs "$BIN" -q -j 1 --chat-template $CHAT "$W/chat.jsonl" -o "$W/t1.jsonl")
-t_cn=$(secs "$BIN" -q -j "$THREADS" --chat-template $CHAT "$W/chat.jsonl" -o "$W/tn.jsonl")
-t_tf=$(secs python3 "$W/py_chat.py" transformers $CHAT "$W/chat.jsonl" "$W/tf.jsonl" 2>/dev/null)
-t_j2=$(secs python3 "$W/py_chat.py" jinja2 $CHAT "$W/chat.jsonl" "$W/j2.jsonl")
+c1=$(measure "$BIN" -q -j 1 --chat-template $CHAT "$W/chat.jsonl" -o "$W/t1.jsonl")
+cn=$(measure "$BIN" -q -j "$THREADS" --chat-template $CHAT "$W/chat.jsonl" -o "$W/tn.jsonl")
+tf=$(measure python3 "$W/py_chat.py" transformers $CHAT "$W/chat.jsonl" "$W/tf.jsonl")
+j2=$(measure python3 "$W/py_chat.py" jinja2 $CHAT "$W/chat.jsonl" "$W/j2.jsonl")
 cmp "$W/t1.jsonl" "$W/tf.jsonl" && cmp "$W/tn.jsonl" "$W/tf.jsonl" && cmp "$W/j2.jsonl" "$W/tf.jsonl" && echo "outputs identical"
-printf 'ds-template -j1:       %6.2fs %9s rec/s\n' "$t_c1" "$(rate "$t_c1")"
-printf 'ds-template -j%s:       %6.2fs %9s rec/s\n' "$THREADS" "$t_cn" "$(rate "$t_cn")"
-printf 'transformers render:   %6.2fs %9s rec/s\n' "$t_tf" "$(rate "$t_tf")"
-printf 'bare jinja2 render:    %6.2fs %9s rec/s\n' "$t_j2" "$(rate "$t_j2")"
-echo "ratio vs transformers (1 thread): $(ratio "$t_tf" "$t_c1")x   (-j$THREADS): $(ratio "$t_tf" "$t_cn")x"
-echo "ratio vs bare jinja2  (1 thread): $(ratio "$t_j2" "$t_c1")x   (-j$THREADS): $(ratio "$t_j2" "$t_cn")x"
+row "ds-template -j1" "$c1"
+row "ds-template -j$THREADS" "$cn"
+row "transformers render" "$tf"
+row "bare jinja2 render" "$j2"
+echo "ratio vs transformers -j1: wall $(ratio "$(wall "$tf")" "$(wall "$c1")")x, cpu $(ratio "$(cpu "$tf")" "$(cpu "$c1")")x;" \
+	"-j$THREADS: wall $(ratio "$(wall "$tf")" "$(wall "$cn")")x"
+echo "ratio vs bare jinja2  -j1: wall $(ratio "$(wall "$j2")" "$(wall "$c1")")x, cpu $(ratio "$(cpu "$j2")" "$(cpu "$c1")")x;" \
+	"-j$THREADS: wall $(ratio "$(wall "$j2")" "$(wall "$cn")")x"

@@ -34,6 +34,7 @@ typedef struct ablock {
 typedef struct arena {
 	ablock *head;
 	size_t total, limit;
+	ablock *fixed; /* a first block owned by someone else (not freed) */
 } arena;
 
 static void *arena_try_alloc(arena *a, size_t n)
@@ -58,7 +59,13 @@ static void *arena_try_alloc(arena *a, size_t n)
 	}
 	void *p = (char *)a->head->data + a->head->used;
 	a->head->used += n;
-	memset(p, 0, n); /* allocations start cleared (values rely on zeroed flags) */
+	/* allocations start cleared (values rely on zeroed flags); small ones inline */
+	if (n <= 128) {
+		uint64_t *q = p;
+		for (size_t i = 0; i < n / 8; i++)
+			q[i] = 0;
+	} else
+		memset(p, 0, n);
 	return p;
 }
 
@@ -67,7 +74,8 @@ static void arena_free_all(arena *a)
 	ablock *b = a->head;
 	while (b) {
 		ablock *n = b->next;
-		free(b);
+		if (b != a->fixed)
+			free(b);
 		b = n;
 	}
 	a->head = NULL;
@@ -1980,16 +1988,17 @@ typedef struct R {
 	sft_error *err;
 	sbuf top;
 	sbuf *out;
-	sbuf *caps[MAX_CAPS];
 	int ncaps;
 	jinja_span *spans;
 	size_t nspans, capspans;
 	long long steps;
 	int depth;
-	jdict *ctx;
+	const json_t *ctx; /* top-level variables, converted on first use into ctx_cache */
+	jdict *ctx_cache;
 	frame *root;
 	jv hole;
 	int strict;
+	sbuf *caps[MAX_CAPS]; /* last: not cleared at render start (only [0, ncaps) is used) */
 } R;
 
 static void rfail(R *r, const node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
@@ -2018,7 +2027,7 @@ static void sb_grow(R *r, sbuf *b, size_t need)
 		return;
 	if (b->n + need > r->t->opts.max_output)
 		rfail(r, NULL, "output size limit (%zu bytes) exceeded", r->t->opts.max_output);
-	size_t nc = b->cap ? b->cap * 2 : 256;
+	size_t nc = b->cap ? b->cap * 2 : (b == &r->top ? 4096 : 256);
 	while (nc < b->n + need + 1)
 		nc *= 2;
 	char *np = realloc(b->p, nc);
@@ -2148,7 +2157,8 @@ static jv *dict_find(jdict *d, const jv *k)
 {
 	if (k->t == T_STR) {
 		for (size_t i = 0; i < d->n; i++)
-			if (d->k[i].t == T_STR && d->k[i].n == k->n && memcmp(d->k[i].s, k->s, k->n) == 0)
+			if (d->k[i].t == T_STR && d->k[i].n == k->n && (!k->n || d->k[i].s[0] == k->s[0]) &&
+			    memcmp(d->k[i].s, k->s, k->n) == 0)
 				return &d->v[i];
 		return NULL;
 	}
@@ -2848,6 +2858,9 @@ static jv py_attr(R *r, const jv *obj, const char *s, size_t n, int *found)
 			return mkmethod(r, id, obj);
 		break;
 	case T_DICT:
+		/* fast exit: dict attribute names are 3..10 bytes starting with one of "cgikpsuv" */
+		if (n < 3 || n > 10 || !strchr("cgikpsuv", s[0]))
+			break;
 		if ((id = find_method(dict_methods, s, n)))
 			return mkmethod(r, id, obj);
 		for (int i = 0; dict_unsafe[i]; i++)
@@ -3816,12 +3829,16 @@ typedef struct jsonopt {
 
 static void json_str(R *r, sbuf *b, const char *s, size_t n, int ensure_ascii)
 {
+	/* bytes that need escaping: control characters, '"', '\\' (and non-ASCII for ensure_ascii) */
+	static const uint8_t esc[256] = {
+		[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+	};
+	uint8_t stop = ensure_ascii ? 3 : 1;
 	sb_putc(r, b, '"');
 	size_t i = 0;
 	while (i < n) {
 		size_t j = i;
-		while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\' &&
-		       ((unsigned char)s[j] < 0x80 || !ensure_ascii))
+		while (j < n && !(esc[(unsigned char)s[j]] & stop))
 			j++;
 		if (j > i) {
 			sb_put(r, b, s + i, j - i);
@@ -5248,11 +5265,21 @@ static jv call_global(R *r, int id, jfunc *f, const args *a, const node *at)
 
 /* ------------------------------------------------------------------ scopes */
 
+static inline int same_name(const char *a, const char *b, size_t n)
+{
+	if (a == b)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 static jv *frame_find(frame *f, const char *s, size_t n)
 {
 	for (; f; f = f->parent)
 		for (size_t i = f->n; i-- > 0;)
-			if (f->vars[i].n == n && memcmp(f->vars[i].name, s, n) == 0)
+			if (f->vars[i].n == n && f->vars[i].name[0] == s[0] && same_name(f->vars[i].name, s, n))
 				return &f->vars[i].v;
 	return NULL;
 }
@@ -5260,7 +5287,7 @@ static jv *frame_find(frame *f, const char *s, size_t n)
 static void frame_set(R *r, frame *f, const char *s, size_t n, jv v)
 {
 	for (size_t i = 0; i < f->n; i++)
-		if (f->vars[i].n == n && memcmp(f->vars[i].name, s, n) == 0) {
+		if (f->vars[i].n == n && same_name(f->vars[i].name, s, n)) {
 			f->vars[i].v = v;
 			return;
 		}
@@ -5291,8 +5318,16 @@ static jv lookup(R *r, frame *f, const char *s, size_t n)
 	jv *v = frame_find(f, s, n);
 	if (v)
 		return *v;
-	if (r->ctx && (v = dict_finds(r->ctx, s, n)))
-		return *v;
+	if (r->ctx) {
+		if ((v = dict_finds(r->ctx_cache, s, n)))
+			return *v;
+		json_t *j = json_object_getn(r->ctx, s, n);
+		if (j) {
+			jv x = from_json(r, j);
+			dict_set(r, r->ctx_cache, mkstr(r, s, n), x);
+			return x;
+		}
+	}
 	int id = find_method(global_funcs, s, n);
 	if (id) {
 		jfunc *fn = ralloc(r, sizeof *fn);
@@ -5814,10 +5849,8 @@ static int render_run(R *r, const json_t *ctx)
 {
 	if (setjmp(r->jb))
 		return -1;
-	if (ctx) {
-		jv c = from_json(r, ctx);
-		r->ctx = c.d;
-	}
+	r->ctx = ctx;
+	r->ctx_cache = mkdict(r, 8);
 	r->root = frame_new(r, NULL);
 	exec_body(r, r->root, r->t->body, r->t->n);
 	sb_grow(r, &r->top, 1);
@@ -5836,9 +5869,19 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 	}
 	if (ctx && !json_is_object(ctx))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: render context must be a JSON object", t->name);
-	R *r = calloc(1, sizeof *r);
+	/* one allocation: the render state, then the arena's first block */
+	enum { FIRST_BLOCK = 32768 };
+	size_t rsz = (sizeof(R) + 63) & ~(size_t)63;
+	R *r = malloc(rsz + sizeof(ablock) + FIRST_BLOCK);
 	if (!r)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	memset(r, 0, offsetof(R, caps));
+	ablock *first = (ablock *)((char *)r + rsz);
+	first->next = NULL;
+	first->used = 0;
+	first->cap = FIRST_BLOCK;
+	r->ar.head = r->ar.fixed = first;
+	r->ar.total = FIRST_BLOCK;
 	r->t = t;
 	r->err = err;
 	r->ar.limit = t->opts.max_memory;

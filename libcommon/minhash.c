@@ -33,6 +33,7 @@ static void sha1_block(uint32_t h[5], const uint8_t *p)
 
 /* SHA-NI block function (x86 SHA extensions), same results as sha1_block. */
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define SHA1_RNDS4(abcd, e, f)                                                                \
 	switch (f) {                                                                          \
@@ -88,7 +89,11 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha1_block_ni(uint32_t h
 static int have_sha_ni(void)
 {
 	static int v = -1;
-	if (v < 0) v = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+	if (v < 0) {
+		unsigned a, b, c, d;
+		v = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) /* SHA */ &&
+		    __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+	}
 	return v;
 }
 #else
@@ -342,6 +347,14 @@ long minhash_shingle_hashes(const minhash *m, const char *text, size_t len, minh
 	return k;
 }
 
+#if defined(__clang__)
+#define HOT_O3
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw")))
+#else
+#define HOT_O3 __attribute__((optimize("O3")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512")))
+#endif
+
 /* The permutation kernel: sig[i] = min over h of perm_i(h). h < 2^32 in both modes, so
  * a*h splits into two 32x32->64 products (vectorizable as pmuludq). */
 #define PERM_KERNEL_BODY                                                                              \
@@ -365,7 +378,7 @@ long minhash_shingle_hashes(const minhash *m, const char *text, size_t len, minh
 		}                                                                                     \
 	}
 
-__attribute__((optimize("O3"))) static void perm_generic(const uint32_t *restrict alo,
+HOT_O3 static void perm_generic(const uint32_t *restrict alo,
 							  const uint32_t *restrict ahi,
 							  const uint64_t *restrict b, int np,
 							  const uint64_t *restrict hs, size_t nh, int sha,
@@ -375,13 +388,13 @@ __attribute__((optimize("O3"))) static void perm_generic(const uint32_t *restric
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2"), optimize("O3"))) static void
+__attribute__((target("avx2"))) HOT_O3 static void
 perm_avx2(const uint32_t *restrict alo, const uint32_t *restrict ahi, const uint64_t *restrict b, int np,
 	  const uint64_t *restrict hs, size_t nh, int sha, uint32_t *restrict sig)
 {
 	PERM_KERNEL_BODY
 }
-__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512"), optimize("O3"))) static void
+AVX512_TARGET HOT_O3 static void
 perm_avx512(const uint32_t *restrict alo, const uint32_t *restrict ahi, const uint64_t *restrict b, int np,
 	    const uint64_t *restrict hs, size_t nh, int sha, uint32_t *restrict sig)
 {

@@ -122,8 +122,9 @@ int shard_header_check_compatible(const shard_header *a, const char *name_a,
 /* ---- random access through mmap (file form only) ---- */
 typedef struct shard_file shard_file;
 
-/* Maps `path`, validates header, footer and index (bounds, order) - O(rows), no
- * checksum pass. Use shard_file_verify for the full check. */
+/* Maps `path` (read-only, MAP_POPULATE: the whole file is faulted in at once, which is
+ * what a training epoch wants), validates header, footer, end marker and index (bounds,
+ * order) - O(rows), no checksum pass. Use shard_file_verify for the full check. */
 shard_file *shard_file_map(const char *path, sft_error *err);
 void shard_file_unmap(shard_file *f);
 const shard_header *shard_file_header(const shard_file *f);

@@ -207,13 +207,17 @@ int64_t tok_model_lookup(const tokenizer *t, const char *s, size_t n)
 	const tok_hash *h = &t->model_hash;
 	if (!h->slots)
 		return -1;
-	size_t i = hash_str(s, n) & h->mask;
+	uint64_t hv = hash_str(s, n), tag = hv & 0xFFFFFFFF00000000ULL;
+	size_t i = hv & h->mask;
 	for (;;) {
-		uint32_t id = h->slots[i];
-		if (id == UINT32_MAX)
+		uint64_t e = h->slots[i];
+		if (e == UINT64_MAX)
 			return -1;
-		if (t->model_len[id] == n && memcmp(t->model_str[id], s, n) == 0)
-			return id;
+		if ((e & 0xFFFFFFFF00000000ULL) == tag) {
+			uint32_t id = (uint32_t)e;
+			if (t->model_len[id] == n && memcmp(t->model_str[id], s, n) == 0)
+				return id;
+		}
 		i = (i + 1) & h->mask;
 	}
 }
@@ -253,20 +257,22 @@ int tok_finish_vocab(tokenizer *t, sft_error *err)
 	for (uint32_t id = 0; id < t->n_ids && id < t->model_cap; id++) {
 		if (!t->model_str[id])
 			continue;
-		size_t i = hash_str(t->model_str[id], t->model_len[id]) & t->model_hash.mask;
+		uint64_t hv = hash_str(t->model_str[id], t->model_len[id]), tag = hv & 0xFFFFFFFF00000000ULL;
+		size_t i = hv & t->model_hash.mask;
 		int dup = 0;
-		while (t->model_hash.slots[i] != UINT32_MAX) {
-			uint32_t o = t->model_hash.slots[i];
-			if (t->model_len[o] == t->model_len[id] &&
+		while (t->model_hash.slots[i] != UINT64_MAX) {
+			uint64_t e = t->model_hash.slots[i];
+			uint32_t o = (uint32_t)e;
+			if ((e & 0xFFFFFFFF00000000ULL) == tag && t->model_len[o] == t->model_len[id] &&
 			    memcmp(t->model_str[o], t->model_str[id], t->model_len[id]) == 0) {
 				dup = 1; /* a duplicated token maps to its last id, like a dict built in id order */
-				t->model_hash.slots[i] = id;
+				t->model_hash.slots[i] = tag | id;
 				break;
 			}
 			i = (i + 1) & t->model_hash.mask;
 		}
 		if (!dup)
-			t->model_hash.slots[i] = id;
+			t->model_hash.slots[i] = tag | id;
 	}
 	return 0;
 }
@@ -484,8 +490,10 @@ typedef struct outvec { uint32_t *ids; size_t *st, *en; size_t n, cap; int want_
 
 typedef struct tstate {
 	const tokenizer *t;
+	uint32_t serial;   /* t->serial when made: a pthread key can be reused by a later tokenizer */
+	size_t n_md;
 	wbuf w;
-	spanvec pa, pb;
+	spanvec pa, pb, pc;
 	segvec sraw, snorm;
 	mspan *m; size_t mn, mcap;
 	pcre2_match_data **md;
@@ -505,11 +513,12 @@ static void tstate_free(void *p)
 	free(st->w.e);
 	free(st->pa.v);
 	free(st->pb.v);
+	free(st->pc.v);
 	free(st->sraw.v);
 	free(st->snorm.v);
 	free(st->m);
 	if (st->md) {
-		for (size_t i = 0; i < st->t->n_res; i++)
+		for (size_t i = 0; i < st->n_md; i++)
 			pcre2_match_data_free(st->md[i]);
 		free(st->md);
 	}
@@ -522,12 +531,18 @@ static void tstate_free(void *p)
 static tstate *tstate_get(const tokenizer *t)
 {
 	tstate *st = pthread_getspecific(t->key);
-	if (st)
+	if (st && st->serial == t->serial && st->t == t)
 		return st;
+	if (st) { /* left by a freed tokenizer whose key this one reuses */
+		pthread_setspecific(t->key, NULL);
+		tstate_free(st);
+	}
 	st = calloc(1, sizeof *st);
 	if (!st)
 		return NULL;
 	st->t = t;
+	st->serial = t->serial;
+	st->n_md = t->n_res;
 	if (t->n_res) {
 		st->md = calloc(t->n_res, sizeof *st->md);
 		if (!st->md) {
@@ -909,6 +924,234 @@ static void apply_split(tstate *st, span p, int behavior, int invert, spanvec *o
 	}
 }
 
+/* ------------------------------------------------------------------ fast splitters */
+
+/* Hand-written equivalents of the GPT-2, Llama 3 and Qwen2 split regexes (TOK_RE_*).
+ * Character classes come from PCRE2 itself (a table built once from \p{L}, \p{N}, \s),
+ * so the splitters agree with the PCRE2 path by construction of the classes; the unit
+ * tests compare both paths on the corpus and on random strings. */
+enum { CL_OTHER = 0, CL_L = 1, CL_N = 2, CL_S = 3 };
+static uint8_t *cls_table; /* planes 0-3, then plane 14 */
+static pthread_once_t cls_once = PTHREAD_ONCE_INIT;
+
+static void cls_init(void)
+{
+	size_t n = 0x40000 + 0x10000;
+	uint8_t *tb = calloc(n, 1);
+	int ec;
+	PCRE2_SIZE eo;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR) "^(?:(\\p{L})|(\\p{N})|(\\s))", PCRE2_ZERO_TERMINATED,
+	                               PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+	if (!tb || !re) {
+		free(tb);
+		if (re)
+			pcre2_code_free(re);
+		return; /* cls_table stays NULL: the fast splitters are not used */
+	}
+	pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+	for (size_t i = 0; md && i < n; i++) {
+		uint32_t c = i < 0x40000 ? (uint32_t)i : (uint32_t)(0xE0000 + i - 0x40000);
+		if (c >= 0xD800 && c <= 0xDFFF)
+			continue;
+		char b[4];
+		size_t l = u8_enc(c, b);
+		int rc = pcre2_match(re, (PCRE2_SPTR)b, l, 0, PCRE2_NO_UTF_CHECK, md, NULL);
+		if (rc > 1) {
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			tb[i] = ov[2] != PCRE2_UNSET ? CL_L : (rc > 2 && ov[4] != PCRE2_UNSET) ? CL_N : CL_S;
+		}
+	}
+	if (md)
+		pcre2_match_data_free(md);
+	pcre2_code_free(re);
+	if (!md) {
+		free(tb);
+		return;
+	}
+	cls_table = tb;
+}
+
+static inline int cls_of(uint32_t c)
+{
+	if (c < 0x40000)
+		return cls_table[c];
+	if (c >= 0xE0000 && c < 0xF0000)
+		return cls_table[0x40000 + c - 0xE0000];
+	return CL_OTHER;
+}
+
+typedef struct cur { const unsigned char *s; size_t n; } cur;
+static inline uint32_t at(const cur *c, size_t i, size_t *l)
+{
+	if (c->s[i] < 0x80) {
+		*l = 1;
+		return c->s[i];
+	}
+	return u8_dec(c->s + i, c->n - i, l);
+}
+
+static size_t run_of(const cur *c, size_t i, int cl)
+{
+	while (i < c->n) {
+		size_t l;
+		if (cls_of(at(c, i, &l)) != cl)
+			break;
+		i += l;
+	}
+	return i;
+}
+
+static int ci_eq(uint32_t c, char want) /* caseless ASCII letter, with U+017F for s */
+{
+	if (c == (uint32_t)want || c == (uint32_t)(want - 32))
+		return 1;
+	return want == 's' && c == 0x17F;
+}
+
+/* 's 't 're 've 'm 'll 'd at i (s[i] == '\''); returns the end or 0 */
+static size_t contraction(const cur *c, size_t i, int caseless)
+{
+	size_t l1, l2;
+	if (i + 1 >= c->n)
+		return 0;
+	uint32_t a = at(c, i + 1, &l1);
+	static const char one[] = "stmd";
+	for (int k = 0; k < 4; k++)
+		if (caseless ? ci_eq(a, one[k]) : a == (uint32_t)one[k])
+			return i + 1 + l1;
+	if (i + 1 + l1 >= c->n)
+		return 0;
+	uint32_t b = at(c, i + 1 + l1, &l2);
+	static const char two[][3] = { "re", "ve", "ll" };
+	for (int k = 0; k < 3; k++) {
+		if (caseless ? (ci_eq(a, two[k][0]) && ci_eq(b, two[k][1])) : (a == (uint32_t)two[k][0] && b == (uint32_t)two[k][1]))
+			return i + 1 + l1 + l2;
+	}
+	return 0;
+}
+
+/* \s+(?!\S) | \s+ from i (s[i] is whitespace) */
+static size_t ws_tail(const cur *c, size_t i)
+{
+	size_t k = i, last = i, nch = 0;
+	while (k < c->n) {
+		size_t l;
+		if (cls_of(at(c, k, &l)) != CL_S)
+			break;
+		last = k;
+		k += l;
+		nch++;
+	}
+	if (k == c->n || nch < 2)
+		return k;
+	return last;
+}
+
+static size_t split_gpt2(const cur *c, size_t i)
+{
+	size_t l, l2;
+	uint32_t ch = at(c, i, &l);
+	if (ch == '\'') {
+		size_t e = contraction(c, i, 0);
+		if (e)
+			return e;
+	}
+	size_t j = ch == ' ' ? i + 1 : i;
+	if (j < c->n) {
+		int cl = cls_of(at(c, j, &l2));
+		if (cl != CL_S)
+			return run_of(c, j, cl);
+	}
+	if (cls_of(ch) == CL_S)
+		return ws_tail(c, i);
+	return i + l;
+}
+
+static size_t split_llama3(const cur *c, size_t i, int max_digits)
+{
+	size_t l, l2;
+	uint32_t ch = at(c, i, &l);
+	int cl = cls_of(ch);
+	if (ch == '\'') {
+		size_t e = contraction(c, i, 1);
+		if (e)
+			return e;
+	}
+	if (cl == CL_L)
+		return run_of(c, i, CL_L);
+	if (cl != CL_N && ch != '\r' && ch != '\n' && i + l < c->n && cls_of(at(c, i + l, &l2)) == CL_L)
+		return run_of(c, i + l, CL_L);
+	if (cl == CL_N) {
+		size_t k = i;
+		for (int d = 0; d < max_digits && k < c->n; d++) {
+			if (cls_of(at(c, k, &l2)) != CL_N)
+				break;
+			k += l2;
+		}
+		return k;
+	}
+	size_t j = ch == ' ' ? i + l : i;
+	if (j < c->n && cls_of(at(c, j, &l2)) == CL_OTHER) {
+		size_t k = run_of(c, j, CL_OTHER);
+		while (k < c->n && (c->s[k] == '\r' || c->s[k] == '\n'))
+			k++;
+		return k;
+	}
+	if (cl == CL_S) {
+		size_t k = i, nl = 0;
+		int have = 0;
+		while (k < c->n) {
+			uint32_t x = at(c, k, &l2);
+			if (cls_of(x) != CL_S)
+				break;
+			if (x == '\r' || x == '\n') {
+				nl = k + 1;
+				have = 1;
+			}
+			k += l2;
+		}
+		if (have)
+			return nl;
+		return ws_tail(c, i);
+	}
+	return i + l;
+}
+
+/* fills st->m like regex_matches() would for the pattern with fast id `fast` */
+static void fast_matches(tstate *st, int fast, span p)
+{
+	cur c = { (const unsigned char *)st->w.s + p.off, p.len };
+	st->mn = 0;
+	size_t i = 0;
+	while (i < p.len) {
+		size_t e = fast == 1 ? split_gpt2(&c, i) : split_llama3(&c, i, fast == 2 ? 3 : 1);
+		if (e <= i)
+			e = i + u8_len(c.s[i]);
+		if (e > p.len)
+			e = p.len;
+		m_push(st, (uint32_t)i, (uint32_t)e, 1);
+		i = e;
+	}
+}
+
+int tok_fast_id(const char *pat)
+{
+	if (!strcmp(pat, TOK_RE_GPT2))
+		return 1;
+	if (!strcmp(pat, TOK_RE_LLAMA3))
+		return 2;
+	if (!strcmp(pat, TOK_RE_QWEN2))
+		return 3;
+	return 0;
+}
+
+int tok_fast_ready(void)
+{
+	pthread_once(&cls_once, cls_init);
+	return cls_table != NULL;
+}
+
 static int regex_matches(tstate *st, int rei, span p)
 {
 	pcre2_code *re = st->t->res[rei];
@@ -966,6 +1209,64 @@ static void char_matches(tstate *st, span p, int kind, uint32_t cp)
 		m_push(st, (uint32_t)last, (uint32_t)n, 0);
 }
 
+int tok_debug_split(int fast, int use_fast, const char *text, size_t len, size_t **ends, size_t *n)
+{
+	const char *pat = fast == 1 ? TOK_RE_GPT2 : fast == 2 ? TOK_RE_LLAMA3 : TOK_RE_QWEN2;
+	tokenizer tk;
+	memset(&tk, 0, sizeof tk);
+	tstate st;
+	memset(&st, 0, sizeof st);
+	st.t = &tk;
+	pcre2_code *re = NULL;
+	pcre2_match_data *md = NULL;
+	int rc = 0;
+	for (size_t i = 0, l, bad; i < len; i += l)
+		if (!(l = u8_valid((const unsigned char *)text + i, len - i, &bad)))
+			return -2; /* the splitters run on valid UTF-8 only */
+	wb_put(&st, text, len, 0, 0);
+	span p = { 0, (uint32_t)len };
+	if (use_fast) {
+		if (!tok_fast_ready())
+			rc = -1;
+		else
+			fast_matches(&st, fast, p);
+	} else {
+		int ec;
+		PCRE2_SIZE eo;
+		re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+		if (re)
+			pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+		md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+		if (!md)
+			rc = -1;
+		else {
+			tk.res = &re;
+			tk.n_res = 1;
+			st.md = &md;
+			rc = regex_matches(&st, 0, p);
+		}
+	}
+	if (rc == 0 && !st.oom) {
+		*ends = malloc((st.mn ? st.mn : 1) * sizeof **ends);
+		*n = 0;
+		for (size_t i = 0; *ends && i < st.mn; i++)
+			(*ends)[(*n)++] = st.m[i].e;
+		if (!*ends)
+			rc = -1;
+	} else {
+		rc = -1;
+	}
+	if (md)
+		pcre2_match_data_free(md);
+	if (re)
+		pcre2_code_free(re);
+	free(st.w.s);
+	free(st.w.o);
+	free(st.w.e);
+	free(st.m);
+	return rc;
+}
+
 static void bytelevel_map(tstate *st, span p, spanvec *out)
 {
 	size_t start = st->w.n;
@@ -1007,14 +1308,15 @@ static void pretokenize(tstate *st, size_t off, size_t n)
 						return;
 					p = (span){ (uint32_t)s0, p.len + 1 };
 				}
-				if (op->re >= 0) {
-					if (regex_matches(st, op->re, p) < 0)
+				if (op->fast || op->re >= 0) {
+					if (op->fast)
+						fast_matches(st, op->fast, p);
+					else if (regex_matches(st, op->re, p) < 0)
 						return;
-					spanvec tmp = { 0 };
-					apply_split(st, p, BEH_ISOLATED, 0, &tmp);
-					for (size_t i = 0; i < tmp.n; i++)
-						bytelevel_map(st, tmp.v[i], &st->pb);
-					free(tmp.v);
+					st->pc.n = 0;
+					apply_split(st, p, BEH_ISOLATED, 0, &st->pc);
+					for (size_t i = 0; i < st->pc.n; i++)
+						bytelevel_map(st, st->pc.v[i], &st->pb);
 				} else {
 					bytelevel_map(st, p, &st->pb);
 				}
@@ -1022,7 +1324,9 @@ static void pretokenize(tstate *st, size_t off, size_t n)
 			}
 			case PRE_SPLIT:
 			case PRE_WHITESPACE:
-				if (regex_matches(st, op->re, p) < 0)
+				if (op->fast)
+					fast_matches(st, op->fast, p);
+				else if (regex_matches(st, op->re, p) < 0)
 					return;
 				apply_split(st, p, op->behavior, op->invert, &st->pb);
 				break;
@@ -2180,6 +2484,7 @@ static int load_pretok(tokenizer *t, json_t *o, sft_error *err)
 			if (r < 0)
 				return -1;
 			op.re = r;
+			op.fast = tok_fast_ready() ? 1 : 0;
 		}
 	} else if (!strcmp(ty, "Split")) {
 		op.type = PRE_SPLIT;
@@ -2187,8 +2492,10 @@ static int load_pretok(tokenizer *t, json_t *o, sft_error *err)
 		const char *ps = json_is_object(pat) ? jstr(pat, "String") : NULL;
 		const char *pr = json_is_object(pat) ? jstr(pat, "Regex") : NULL;
 		int r;
-		if (pr)
+		if (pr) {
 			r = tok_add_regex(t, pr, err);
+			op.fast = tok_fast_ready() ? tok_fast_id(pr) : 0;
+		}
 		else if (ps)
 			r = tok_add_literal_regex(t, ps, strlen(ps), err);
 		else
@@ -2503,16 +2810,23 @@ static int load_model(tokenizer *t, json_t *m, sft_error *err)
 		} else {
 			return sft_error_set(err, SFT_EXIT_DATA, "merge %zu is not a pair of strings", i);
 		}
-		size_t ula, ulb;
-		char *ua = tok_unnul(a, la, &ula), *ub = tok_unnul(b, lb, &ulb);
-		if (!ua || !ub) {
+		int64_t ia, ib;
+		if (!memchr(a, 0xF4, la) && !memchr(b, 0xF4, lb)) { /* no U+0000 stand-in: the common case */
+			ia = tok_model_lookup(t, a, la);
+			ib = tok_model_lookup(t, b, lb);
+		} else {
+			size_t ula, ulb;
+			char *ua = tok_unnul(a, la, &ula), *ub = tok_unnul(b, lb, &ulb);
+			if (!ua || !ub) {
+				free(ua);
+				free(ub);
+				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			}
+			ia = tok_model_lookup(t, ua, ula);
+			ib = tok_model_lookup(t, ub, ulb);
 			free(ua);
 			free(ub);
-			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 		}
-		int64_t ia = tok_model_lookup(t, ua, ula), ib = tok_model_lookup(t, ub, ulb);
-		free(ua);
-		free(ub);
 		if (ia < 0 || ib < 0)
 			return sft_error_set(err, SFT_EXIT_DATA, "merge %zu refers to a token not in the vocab", i);
 		if (tok_add_merge(t, (uint32_t)ia, (uint32_t)ib, (uint32_t)i, err) < 0)

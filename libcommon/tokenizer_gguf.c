@@ -402,6 +402,7 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			s.type = PRE_SPLIT;
 			s.behavior = BEH_ISOLATED;
 			s.re = tok_add_regex(t, re, err);
+			s.fast = tok_fast_ready() ? tok_fast_id(re) : 0;
 			if (s.re < 0 || add_pre(t, s, err) < 0)
 				goto fail;
 			pre_op b = { 0 };
@@ -421,6 +422,7 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			pre_op b = { 0 };
 			b.type = PRE_BYTELEVEL;
 			b.re = tok_add_regex(t, TOK_RE_GPT2, err);
+			b.fast = tok_fast_ready() ? 1 : 0;
 			if (b.re < 0 || add_pre(t, b, err) < 0)
 				goto fail;
 		}

@@ -11,7 +11,8 @@
 
 /* string -> id open-addressing hash (ids index into a string table) */
 typedef struct tok_hash {
-	uint32_t *slots; /* UINT32_MAX = empty; else index into strs */
+	uint64_t *slots; /* UINT64_MAX = empty; else (hash >> 32) << 32 | id: the tag spares a
+	                  * string comparison (and its cache misses) on most probes */
 	size_t mask;
 } tok_hash;
 
@@ -107,5 +108,12 @@ extern const char *const TOK_RE_LLAMA3;
 extern const char *const TOK_RE_QWEN2;
 
 tokenizer *tokenizer_load_gguf(const char *path, sft_error *err);
+
+/* fast splitters: id of a known split regex (1 GPT-2, 2 Llama 3, 3 Qwen2) or 0; whether
+ * the class table could be built; and a test hook that splits text with pattern `fast`
+ * by the hand-written splitter (use_fast) or PCRE2, returning the end of each piece */
+int tok_fast_id(const char *pat);
+int tok_fast_ready(void);
+int tok_debug_split(int fast, int use_fast, const char *text, size_t len, size_t **ends, size_t *n);
 
 #endif

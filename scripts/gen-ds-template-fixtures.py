@@ -462,6 +462,22 @@ case("json-edge-invalid", "ds-template --on-error skip $FIX/ds-template/json_edg
      stdout=dumps({"messages": [msg("user", "Valid"), msg("assistant", "yes")]}) + "\n",
      stderr=r"16 records read, 1 written, 15 skipped \(15 invalid JSON\); from alpaca 1")
 
+case("config-yaml",
+     "printf 'prompts: %s\\nstrict: true\\ndrop: \"*\"\\nformat: prompt-completion\\n' \"$ROOT/" + MEDQA + "\" > cfg.yaml && ds-template --config cfg.yaml $FIX/datasets/medqa/test.jsonl",
+     inputs=[f"{DS}/medqa/test.jsonl"], prompts=MEDQA, strict=True, drop=["*"], fmt="prompt-completion")
+# several batches through the thread pipeline: same bytes for any -j, and a bad record deep
+# in the input stops the run after exactly the records before it
+case("threads-many-batches",
+     "for i in $(seq 40); do cat $FIX/datasets/sql/train.jsonl; done > big.jsonl && "
+     "ds-template -q -j 3 --prompts $ROOT/" + SQL + " big.jsonl > a && "
+     "ds-template -q -j 1 --prompts $ROOT/" + SQL + " big.jsonl > b && cmp a b && wc -l < a",
+     stdout="960\n")
+case("threads-error-deep",
+     "for i in $(seq 30); do cat $FIX/datasets/sql/train.jsonl; done > big.jsonl && echo '{oops' >> big.jsonl && "
+     "cat $FIX/datasets/sql/train.jsonl >> big.jsonl && "
+     "{ ds-template -j 3 --prompts $ROOT/" + SQL + " big.jsonl; echo \"exit $?\" >&2; } | wc -l",
+     stdout="720\n", stderr=[r"^ds-template: error: big.jsonl:721:[0-9]+: invalid JSON", r"^exit 3$"])
+
 # errors without a model of the output
 case("template-syntax-error", "ds-template --prompts $FIX/ds-template/prompts/syntax_error $FIX/datasets/medqa/test.jsonl",
      stdout="", exit=3, stderr=r"^ds-template: error: .*prompts/syntax_error/user.jinja:3:[0-9]+: unexpected 'end of print statement'")

@@ -34,6 +34,8 @@ Outputs per model (the oracle is named on each):
   trunc_end.jsonl    gen.jsonl cut to the last TRUNC tokens (--truncation keep-end)
   trunc_start.jsonl  gen.jsonl cut to the first TRUNC_START tokens (keep-start); records left
                      with no trained token are left out (--on-error=skip counts them)
+  llama3/gen.jsonl   gen.jsonl for chat.jsonl + tools.jsonl with llama3_gen.jinja (a real
+                     template with generation blocks, tools and tool calls) on llama-bpe
   fingerprint.txt    the stream header's fingerprint, hex: xxh3-128 of tokenizer.json bytes
                      + the model's chat template (tokenizer.h), then with --chat-template
                      chatml_gen.jinja: xxh3-128(that || the template file's bytes)
@@ -53,14 +55,17 @@ MODELS = {
     "smollm2": (None, "chatml_gen.jinja", "<|im_end|>"),
     "gemma3": ("gemma3.jinja", "gemma3_gen.jinja", "<end_of_turn>"),
 }
+# a real template with {% generation %} blocks (Llama 3 style, with tools and tool calls;
+# from the jinja engine's fixtures) on the llama-bpe (Llama 3) tokenizer: gen.jsonl only
+GEN_ONLY = {"llama3": ("llama-bpe", "llama3_gen.jinja", ["chat.jsonl", "tools.jsonl"])}
 
 
-def load_smollm2(work):
+def load_smollm2(work, name="smollm2"):
     import gzip
     import shutil
-    d = os.path.join(work, "smollm2")
+    d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
-    src = os.path.join(TOKFIX, "smollm2")
+    src = os.path.join(TOKFIX, name)
     with gzip.open(os.path.join(src, "tokenizer.json.gz"), "rb") as fi, \
             open(os.path.join(d, "tokenizer.json"), "wb") as fo:
         fo.write(fi.read())
@@ -244,10 +249,35 @@ def gen_model(model, work, own_template_name, gen_template_name, eot):
     print("%s: %d chats, %d texts, %d prompt/completion" % (model, len(chats), len(text_rows), len(pc_rows)))
 
 
+def gen_only(model, work, tokname, gen_template_name, inputs):
+    """gen.jsonl over several inputs (in order), transformers' assistant masks."""
+    tok, _ = load_smollm2(work, tokname)
+    with open(os.path.join(FIX, gen_template_name), encoding="utf-8") as f:
+        gen_tmpl = f.read()
+    rows = []
+    for name in inputs:
+        for rec in read_jsonl(name):
+            msgs, tools = rec["messages"], rec.get("tools")
+            g = tok.apply_chat_template(msgs, tools=tools, chat_template=gen_tmpl, tokenize=True,
+                                        return_dict=True, return_assistant_tokens_mask=True)
+            ids, mask = list(g["input_ids"]), list(g["assistant_masks"])
+            text = tok.apply_chat_template(msgs, tools=tools, chat_template=gen_tmpl, tokenize=False)
+            assert last_text_token_special(tok, text, ids), (model, name)
+            assert sum(mask) > 0
+            rows.append({"input_ids": ids, "mask": mask})
+    out_dir = os.path.join(FIX, model)
+    os.makedirs(out_dir, exist_ok=True)
+    write_lines(os.path.join(out_dir, "gen.jsonl"), rows)
+    print("%s: %d chats" % (model, len(rows)))
+
+
 def main():
     import tempfile
     only = sys.argv[1:]
     with tempfile.TemporaryDirectory() as work:
+        for model, (tokname, gen_t, inputs) in GEN_ONLY.items():
+            if not only or model in only:
+                gen_only(model, work, tokname, gen_t, inputs)
         for model, (own_t, gen_t, eot) in MODELS.items():
             if only and model not in only:
                 continue

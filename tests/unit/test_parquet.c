@@ -414,6 +414,20 @@ static void test_byte_corruptions_never_crash(void **state)
 	}
 }
 
+/* inputs the fuzzer once broke (a zero-length value array offset from NULL; a STRING
+ * annotation on an INT32 column read as a byte array): must read or fail cleanly */
+static void test_fuzz_regressions(void **state)
+{
+	(void)state;
+	const char *names[] = {"regress_null_offset", "regress_annotation_mismatch"};
+	for (int k = 0; k < 2; k++) {
+		size_t len;
+		char *data = slurp(fix_path(names[k], ".bin"), &len);
+		read_all(data, len, -1);
+		free(data);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -426,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_max_chunk_values),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_byte_corruptions_never_crash),
+		cmocka_unit_test(test_fuzz_regressions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

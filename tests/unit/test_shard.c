@@ -295,6 +295,31 @@ static void test_reader_errors(void **state)
 	assert_non_null(strstr(e.msg, "bad footer"));
 }
 
+/* A stream (no footer) with one flipped bit: the end marker's XXH3-64 catches it. */
+static void test_stream_bitflip_detected(void **state)
+{
+	(void)state;
+	docs d;
+	docs_make(&d, 5, 60000);
+	char p[512], bad[512];
+	path_in(p, sizeof p, "flip.tok");
+	path_in(bad, sizeof bad, "flip-bad.tok");
+	FILE *fp = fopen(p, "wb");
+	shard_header h = hdr(60000, 0);
+	sft_error e = {0};
+	shard_writer *w = shard_writer_open_stream(fp, &h, &e);
+	write_docs(w, &d);
+	assert_int_equal(shard_writer_close(w, &e), 0);
+	fclose(fp);
+	check_read_docs(p, &d, 0);
+	/* record 0 starts at 64: 16 header bytes, then u16 tokens; flip a low bit of token 1 */
+	corrupt_copy(p, bad, -1, 64 + 16 + 2);
+	assert_int_equal(read_all(bad, &e), -SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "checksum mismatch: stream is corrupt"));
+	assert_non_null(strstr(e.msg, "byte "));
+	docs_free(&d);
+}
+
 static void test_jsonl_twin(void **state)
 {
 	(void)state;
@@ -375,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_stream_roundtrip_u16_u32),
 		cmocka_unit_test(test_file_mmap_rows_and_verify),
 		cmocka_unit_test(test_reader_errors),
+		cmocka_unit_test(test_stream_bitflip_detected),
 		cmocka_unit_test(test_jsonl_twin),
 		cmocka_unit_test(test_writer_rejects_bad_records),
 	};

@@ -16,6 +16,7 @@
 
 #include "gguf.h"
 #include "tokenizer.h"
+#include "tokenizer_int.h"
 
 /* ------------------------------------------------------------------ fixture helpers */
 
@@ -583,6 +584,70 @@ static void test_directory_load(void **s)
 	assert_non_null(strstr(e.msg, "no tokenizer.json"));
 }
 
+/* the hand-written GPT-2 / Llama 3 / Qwen2 splitters against PCRE2: corpus + random text */
+static int same_split(int fast, const char *s, size_t n, const char *what, size_t idx)
+{
+	size_t *a, *b, na, nb;
+	int rc = tok_debug_split(fast, 1, s, n, &a, &na);
+	if (rc == -2)
+		return 1; /* invalid UTF-8 never reaches a splitter */
+	assert_int_equal(rc, 0);
+	assert_int_equal(tok_debug_split(fast, 0, s, n, &b, &nb), 0);
+	int same = na == nb && memcmp(a, b, na * sizeof *a) == 0;
+	if (!same) {
+		size_t k = 0;
+		while (k < na && k < nb && a[k] == b[k])
+			k++;
+		print_message("splitter %d differs from PCRE2 on %s %zu at piece %zu (fast end %zu, pcre2 end %zu): \"%.60s\"\n",
+		              fast, what, idx, k, k < na ? a[k] : 0, k < nb ? b[k] : 0, s);
+	}
+	free(a);
+	free(b);
+	return same;
+}
+
+static void test_fast_splitters_match_pcre2(void **st)
+{
+	(void)st;
+	load_corpus();
+	static const uint32_t alpha[] = { 'a', 'Z', 'x', 's', 'S', 't', 'r', 'e', 'v', 'm', 'l', 'L', 'd', 'D', '\'', '\'',
+		'0', '7', '9', ' ', ' ', ' ', '\t', '\n', '\r', '\v', '\f', '.', ',', '!', '-', '_', '(', '"', '/',
+		0x85, 0xA0, 0x1680, 0x2000, 0x2028, 0x2029, 0x202F, 0x3000, 0x200B, 0x17F, 0xE9, 0x301, 0x663, 0xFF11,
+		0xB2, 0x2166, 0x4E2D, 0x65E5, 0xAC00, 0x0416, 0x3B1, 0x5D0, 0x627, 0x915, 0x94D, 0xE01, 0x1F600,
+		0x1F44D, 0x1F3FD, 0x200D, 0xFE0F, 0x20AC, 0x2211, 0x1D573, 0x20000, 0xE0041, 0x10FFFD, 0xFFFD };
+	size_t na = sizeof alpha / sizeof alpha[0], bad = 0;
+	for (int fast = 1; fast <= 3; fast++) {
+		for (size_t i = 0; i < n_corpus; i++)
+			if (!same_split(fast, corpus[i].s, corpus[i].n, "corpus line", i + 1))
+				bad++;
+		uint64_t x = 88172645463325252ull;
+		for (size_t r = 0; r < 20000; r++) {
+			char buf[256];
+			size_t n = 0;
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t len = 1 + x % 24;
+			for (size_t k = 0; k < len; k++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				uint32_t c = alpha[x % na];
+				if (c < 0x80)
+					buf[n++] = (char)c;
+				else if (c < 0x800)
+					buf[n++] = (char)(0xC0 | (c >> 6)), buf[n++] = (char)(0x80 | (c & 0x3F));
+				else if (c < 0x10000)
+					buf[n++] = (char)(0xE0 | (c >> 12)), buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F)),
+					buf[n++] = (char)(0x80 | (c & 0x3F));
+				else
+					buf[n++] = (char)(0xF0 | (c >> 18)), buf[n++] = (char)(0x80 | ((c >> 12) & 0x3F)),
+					buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F)), buf[n++] = (char)(0x80 | (c & 0x3F));
+			}
+			buf[n] = 0;
+			if (!same_split(fast, buf, n, "random string", r))
+				bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
 static void free_corpus(void)
 {
 	for (size_t i = 0; i < n_corpus; i++)
@@ -606,6 +671,7 @@ int main(void)
 		cmocka_unit_test(test_parity_smollm2_gguf),
 		cmocka_unit_test(test_parity_llama2_gguf),
 		cmocka_unit_test(test_parity_gemma3_gguf),
+		cmocka_unit_test(test_fast_splitters_match_pcre2),
 		cmocka_unit_test(test_roundtrip_bytelevel),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_offsets_cover_text),

@@ -701,6 +701,12 @@ static void sw_write(sig_writer *w, const void *p, size_t n)
 
 /* ------------------------------------------------------------------ pass 1 */
 
+/* Exact-only runs decide each record as it arrives and write it at once (one pass). */
+static FILE *stream_out, *stream_rm;
+static int exact_streamed;
+static void exact_check(size_t i);
+static void emit_batch(const reader *r, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm);
+
 #define BATCH 8192
 
 typedef struct pass1_out {
@@ -775,6 +781,11 @@ static void pass1(reader *r, uint32_t src, int is_eval, sig_writer *sw, progress
 				sw->count++;
 			}
 			nrec++;
+		}
+		if (exact_streamed && !is_eval) {
+			size_t base = nrec - n, k = base; /* every span became a record */
+			for (size_t i = base; i < nrec; i++) exact_check(i);
+			emit_batch(r, sp, n, &k, nrec, stream_out, stream_rm);
 		}
 		if (pg) progress_add(pg, n, bytes);
 	}
@@ -859,49 +870,76 @@ typedef struct decide_out {
 
 static int eligible(size_t i) { return recs[i].status == ST_KEEP && recs[i].has_content; }
 
+/* Exact-duplicate table: open addressing over record indexes (idx + 1, EVBIT for eval
+ * records), grown as records arrive so that exact-only runs decide in one pass. */
+static uint64_t *xtab;
+static size_t xcap, xcount;
+
+static const XXH128_hash_t *xkey(uint64_t t)
+{
+	return t & EVBIT ? &ev_ehash[(t & ~EVBIT) - 1] : &ehash[t - 1];
+}
+
+static void xtab_insert_raw(uint64_t t)
+{
+	size_t h = (size_t)xkey(t)->low64 & (xcap - 1);
+	while (xtab[h]) h = (h + 1) & (xcap - 1);
+	xtab[h] = t;
+}
+
+static void xtab_grow(void)
+{
+	uint64_t *old = xtab;
+	size_t oc = xcap;
+	xcap = xcap ? xcap * 2 : 1 << 16;
+	xtab = calloc(xcap, sizeof(uint64_t));
+	if (!xtab) die(SFT_EXIT_RUNTIME, "out of memory");
+	for (size_t k = 0; k < oc; k++)
+		if (old[k]) xtab_insert_raw(old[k]);
+	free(old);
+}
+
+/* Looks the key up; inserts it when absent. Returns 0 (new) or the entry found. */
+static uint64_t xtab_find_or_insert(uint64_t t)
+{
+	if ((xcount + 1) * 2 > xcap) xtab_grow();
+	const XXH128_hash_t *k = xkey(t);
+	size_t h = (size_t)k->low64 & (xcap - 1);
+	for (;; h = (h + 1) & (xcap - 1)) {
+		if (!xtab[h]) {
+			xtab[h] = t;
+			xcount++;
+			return 0;
+		}
+		if (XXH128_isEqual(*xkey(xtab[h]), *k)) return xtab[h];
+	}
+}
+
+static void exact_load_evals(void)
+{
+	for (size_t e = 0; e < nev; e++)
+		if (evs[e].len) xtab_find_or_insert((e + 1) | EVBIT);
+}
+
+/* Decides record i (which must be in ehash) against everything before it. */
+static void exact_check(size_t i)
+{
+	if (!(recs[i].status == ST_KEEP && recs[i].has_content)) return;
+	uint64_t t = xtab_find_or_insert(i + 1);
+	if (!t) return;
+	int ev = (t & EVBIT) != 0;
+	size_t j = (size_t)(t & ~EVBIT) - 1;
+	recs[i].status = ev ? ST_CONTAM : ST_EXACT;
+	recs[i].dup_of = ev ? -(int64_t)j - 1 : (int64_t)j;
+	if (ev && S.verify) recs[i].jaccard = 1.0f;
+}
+
 static void decide(decide_out *dout)
 {
 	memset(dout, 0, sizeof *dout);
 	/* exact: eval set first (contamination), then first occurrence wins */
-	if (S.exact) {
-		size_t cap = 16;
-		while (cap < 2 * (nrec + nev) + 16) cap *= 2;
-		uint64_t *tab = calloc(cap, sizeof(uint64_t)); /* (idx + 1) | EVBIT for eval */
-		if (!tab) die(SFT_EXIT_RUNTIME, "out of memory");
-		for (size_t e = 0; e < nev; e++) {
-			if (!evs[e].len) continue;
-			size_t h = (size_t)ev_ehash[e].low64 & (cap - 1);
-			for (;; h = (h + 1) & (cap - 1)) {
-				if (!tab[h]) {
-					tab[h] = (e + 1) | EVBIT;
-					break;
-				}
-				uint64_t t = tab[h];
-				const XXH128_hash_t *o = t & EVBIT ? &ev_ehash[(t & ~EVBIT) - 1] : &ehash[t - 1];
-				if (XXH128_isEqual(*o, ev_ehash[e])) break;
-			}
-		}
-		for (size_t i = 0; i < nrec; i++) {
-			if (!eligible(i)) continue;
-			size_t h = (size_t)ehash[i].low64 & (cap - 1);
-			for (;; h = (h + 1) & (cap - 1)) {
-				uint64_t t = tab[h];
-				if (!t) {
-					tab[h] = i + 1;
-					break;
-				}
-				int ev = (t & EVBIT) != 0;
-				size_t j = (size_t)(t & ~EVBIT) - 1;
-				if (XXH128_isEqual(ev ? ev_ehash[j] : ehash[j], ehash[i])) {
-					recs[i].status = ev ? ST_CONTAM : ST_EXACT;
-					recs[i].dup_of = ev ? -(int64_t)j - 1 : (int64_t)j;
-					if (ev) recs[i].jaccard = S.verify ? 1.0f : -1.0f;
-					break;
-				}
-			}
-		}
-		free(tab);
-	}
+	if (S.exact && !exact_streamed)
+		for (size_t i = 0; i < nrec; i++) exact_check(i);
 	if (!S.minhash) return;
 	if (nrec > 0xfffffffeULL) die(SFT_EXIT_RUNTIME, "too many records for one run: use shards");
 	parent = xrealloc(NULL, sizeof(uint32_t) * (nrec ? nrec : 1));
@@ -1094,45 +1132,51 @@ static void write_removed(FILE *fp, size_t i, const char *line)
 	fputs("}\n", fp);
 }
 
-/* Pass 2 over one source: records [lo, hi) of recs belong to it (sorted by line). Kept
- * lines that follow each other in the read buffer are written as one run (the bytes,
- * newlines included, are the input's own). */
+/* Writes a batch: kept lines to out, removed ones to rm. *k walks records [.., hi) of
+ * this source by line number. Kept lines that follow each other in the read buffer are
+ * written as one run (the bytes, newlines included, are the input's own). */
+static void emit_batch(const reader *r, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm)
+{
+	size_t k = *kp;
+	const char *run = NULL, *run_end = NULL;
+	const char *buf_end = r->buf + r->end;
+	for (size_t i = 0; i < n; i++) {
+		while (k < hi && recs[k].line < sp[i].line) k++;
+		if (k >= hi || recs[k].line != sp[i].line) continue; /* filtered in the shard run */
+		if (recs[k].status == ST_KEEP) {
+			if (out) {
+				const char *e = sp[i].p + sp[i].len;
+				if (e < buf_end && *e == '\n') {
+					if (run && run_end == sp[i].p) {
+						run_end = e + 1;
+					} else {
+						if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
+							die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
+						run = sp[i].p, run_end = e + 1;
+					}
+				} else { /* last line without a newline */
+					if (run) fwrite(run, 1, (size_t)(run_end - run), out);
+					run = NULL;
+					fwrite(sp[i].p, 1, sp[i].len, out);
+					putc('\n', out);
+				}
+			}
+		} else if (rm) {
+			write_removed(rm, k, sp[i].p);
+		}
+		k++;
+	}
+	if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
+		die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
+	*kp = k;
+}
+
+/* Pass 2 over one source: records [lo, hi) of recs belong to it (sorted by line). */
 static void pass2(reader *r, size_t lo, size_t hi, FILE *out, FILE *rm)
 {
 	span *sp = xrealloc(NULL, sizeof(span) * BATCH);
 	size_t n, k = lo;
-	while ((n = reader_batch(r, sp, BATCH)) > 0) {
-		const char *run = NULL, *run_end = NULL;
-		const char *buf_end = r->buf + r->end;
-		for (size_t i = 0; i < n; i++) {
-			while (k < hi && recs[k].line < sp[i].line) k++;
-			if (k >= hi || recs[k].line != sp[i].line) continue; /* filtered in the shard run */
-			if (recs[k].status == ST_KEEP) {
-				if (out) {
-					const char *e = sp[i].p + sp[i].len;
-					if (e < buf_end && *e == '\n') {
-						if (run && run_end == sp[i].p) {
-							run_end = e + 1;
-						} else {
-							if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
-								die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
-							run = sp[i].p, run_end = e + 1;
-						}
-					} else { /* last line without a newline */
-						if (run) fwrite(run, 1, (size_t)(run_end - run), out);
-						run = NULL;
-						fwrite(sp[i].p, 1, sp[i].len, out);
-						putc('\n', out);
-					}
-				}
-			} else if (rm) {
-				write_removed(rm, k, sp[i].p);
-			}
-			k++;
-		}
-		if (run && fwrite(run, 1, (size_t)(run_end - run), out) != (size_t)(run_end - run))
-			die(SFT_EXIT_RUNTIME, "write error: %s", strerror(errno));
-	}
+	while ((n = reader_batch(r, sp, BATCH)) > 0) emit_batch(r, sp, n, &k, hi, out, rm);
 	free(sp);
 }
 
@@ -1387,6 +1431,14 @@ int main(int argc, char **argv)
 		free(r.buf);
 	}
 
+	if (S.exact) exact_load_evals();
+	exact_streamed = S.exact && !S.minhash && !merge_mode && !S.emit_path;
+	outfile rm_of;
+	FILE *rm = open_removed(&rm_of);
+	static char obuf[1 << 20];
+	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+	stream_out = stdout, stream_rm = rm;
+
 	progress pg;
 	pass1_out po = {0};
 	const char *in_name = NULL;
@@ -1396,7 +1448,7 @@ int main(int argc, char **argv)
 	if (!merge_mode) {
 		in_fd = open_input(npos ? pos[0] : NULL, &in_name);
 		struct stat st = {0};
-		if (fstat(in_fd, &st) == 0 && !S_ISREG(st.st_mode)) spill = make_spill();
+		if (fstat(in_fd, &st) == 0 && !S_ISREG(st.st_mode) && !exact_streamed) spill = make_spill();
 		in_src = add_source(in_name, spill >= 0 ? spill : in_fd);
 		if (S.emit_path) {
 			sft_error err = {0};
@@ -1437,11 +1489,9 @@ int main(int argc, char **argv)
 	if (!S.emit_path) decide(&dout);
 
 	/* pass 2 */
-	outfile rm_of;
-	FILE *rm = open_removed(&rm_of);
-	static char obuf[1 << 20];
-	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
-	if (!merge_mode) {
+	if (exact_streamed) {
+		/* written during pass 1 */
+	} else if (!merge_mode) {
 		int fd2 = spill >= 0 ? spill : in_fd;
 		if (lseek(fd2, 0, SEEK_SET) < 0) die(SFT_EXIT_RUNTIME, "%s: cannot rewind: %s", in_name, strerror(errno));
 		reader r;

@@ -4,9 +4,11 @@
  * or {"text":...} rendered with a model's chat template), either by rendering the
  * Jinja templates of a prompts directory with the record's fields as variables, or by a
  * built-in mapping of a known format (alpaca, sharegpt, openai, ...). Other fields pass
- * through. Records are processed in batches by -j threads; output order = input order. */
+ * through. Records go through a pipeline: the main thread reads batches of lines, -j
+ * worker threads render whole batches, and the main thread writes finished batches in
+ * input order (no barrier: reading, rendering and writing overlap). */
 #include <errno.h>
-#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,7 @@ typedef struct list {
 typedef struct state {
 	/* options */
 	const char *prompts;
-	int from;            /* enum src_format */
+	int from;            /* enum input_format */
 	int out;             /* enum out_format */
 	const char *chat_path, *chat_name;
 	json_t *chat_kwargs;
@@ -55,13 +57,13 @@ typedef struct state {
 	jinja_template *tpl[T_N];    /* lenient (or strict with --strict) */
 	jinja_template *probe[T_N];  /* strict twins that detect undefined variables */
 	chat_tpl *chat;
-	const char *in_name;         /* current input, for messages */
 } state;
 
 typedef struct item {
 	char *line;
 	size_t len, cap;
 	long lineno;
+	const char *name; /* the input, for messages */
 	char *out;
 	size_t out_len, out_cap;
 	int reason;
@@ -188,7 +190,7 @@ static int on_option(void *ctx, int id, const char *arg, const char *source, sft
 	switch (id) {
 	case O_PROMPTS: S->prompts = arg; return 0;
 	case O_FROM:
-		S->from = src_format_parse(arg);
+		S->from = input_format_parse(arg);
 		if (S->from < 0)
 			return sft_error_set(err, SFT_EXIT_USAGE,
 					     "invalid value '%s' for --from: expected auto, alpaca, sharegpt, "
@@ -223,7 +225,11 @@ static int on_option(void *ctx, int id, const char *arg, const char *source, sft
 		return 0;
 	}
 	case O_ADD_GEN: S->add_gen = 1; return 0;
-	case O_SYSTEM: S->system = arg; return 0;
+	case O_SYSTEM:
+		if (!fastjson_utf8_valid(arg, strlen(arg)))
+			return sft_error_set(err, SFT_EXIT_USAGE, "--system: not valid UTF-8");
+		S->system = arg;
+		return 0;
 	case O_STRICT: S->strict = 1; return 0;
 	case O_KEEP: return split_list(arg, &S->keep, err, "keep");
 	case O_DROP:
@@ -303,13 +309,13 @@ static void load_prompts(state *S)
 
 /* ---- one record ---- */
 
-static int fail(item *it, int reason, const state *S, sft_error *e)
+static int fail(item *it, int reason, sft_error *e)
 {
 	it->reason = reason;
 	if (e != &it->err)
 		it->err = *e;
 	if (reason != RS_JSON) /* json_parse_located already names the place */
-		sft_error_prefix(&it->err, "%s:%ld", S->in_name, it->lineno);
+		sft_error_prefix(&it->err, "%s:%ld", it->name, it->lineno);
 	return -1;
 }
 
@@ -336,11 +342,11 @@ static int render_one(const state *S, int k, const json_t *rec, item *it, char *
 			it->undef = 1;
 			return 0;
 		}
-		return fail(it, RS_TEMPLATE, S, &e);
+		return fail(it, RS_TEMPLATE, &e);
 	}
 	if (jinja_render(S->tpl[k], rec, out, len, NULL, NULL, &e) == 0)
 		return 0;
-	return fail(it, RS_TEMPLATE, S, &e);
+	return fail(it, RS_TEMPLATE, &e);
 }
 
 /* s must be valid UTF-8 */
@@ -369,7 +375,7 @@ static json_t *messages_from_templates(const state *S, const json_t *rec, item *
 			sft_error_set(&e, SFT_EXIT_INTERNAL, "%s rendered invalid UTF-8", tpl_files[k]);
 			free(s);
 			json_decref(msgs);
-			fail(it, RS_TEMPLATE, S, &e);
+			fail(it, RS_TEMPLATE, &e);
 			return NULL;
 		}
 		/* an empty system prompt means "no system message" (conditional prompts) */
@@ -436,7 +442,7 @@ static int render_chat(const state *S, const json_t *msgs, const json_t *rec, in
 	sft_error e = {0};
 	if (chat_tpl_render(S->chat, msgs, json_object_get(rec, "tools"),
 			    json_object_get(rec, "documents"), gen, s, n, &e) < 0)
-		return fail(it, RS_CHAT, S, &e);
+		return fail(it, RS_CHAT, &e);
 	return 0;
 }
 
@@ -451,9 +457,9 @@ static void process(const state *S, item *it)
 	if (!rec || !json_is_object(rec)) {
 		/* jansson names the place and the problem */
 		json_decref(rec);
-		rec = json_parse_located(it->line, it->len, S->in_name, it->lineno, 0, &e);
+		rec = json_parse_located(it->line, it->len, it->name, it->lineno, 0, &e);
 		if (!rec) {
-			fail(it, RS_JSON, S, &e);
+			fail(it, RS_JSON, &e);
 			return;
 		}
 	}
@@ -463,7 +469,7 @@ static void process(const state *S, item *it)
 		if (!msgs)
 			goto done;
 	} else {
-		it->fmt = S->from ? S->from : src_format_detect(rec);
+		it->fmt = S->from ? S->from : input_format_detect(rec);
 		if (it->fmt < 0) {
 			char fields[256] = "";
 			const char *k;
@@ -477,12 +483,12 @@ static void process(const state *S, item *it)
 				      "--prompts",
 				      fields[0] ? fields : "none");
 			it->fmt = 0;
-			fail(it, RS_RECORD, S, &e);
+			fail(it, RS_RECORD, &e);
 			goto done;
 		}
 		msgs = mapping_messages(it->fmt, rec, &e);
 		if (!msgs) {
-			fail(it, RS_RECORD, S, &e);
+			fail(it, RS_RECORD, &e);
 			goto done;
 		}
 	}
@@ -498,7 +504,7 @@ static void process(const state *S, item *it)
 		if (!r || strcmp(r, "assistant")) {
 			sft_error_set(&e, SFT_EXIT_DATA,
 				      "--format prompt-completion: the last message is not from the assistant");
-			fail(it, RS_RECORD, S, &e);
+			fail(it, RS_RECORD, &e);
 			goto done;
 		}
 		json_t *prompt = json_array();
@@ -525,7 +531,7 @@ static void process(const state *S, item *it)
 					      "the chat template's prompt (with the generation prompt) is not a "
 					      "prefix of the whole conversation, so prompt and completion "
 					      "cannot be split");
-				fail(it, RS_CHAT, S, &e);
+				fail(it, RS_CHAT, &e);
 				goto done;
 			}
 			json_decref(prompt);
@@ -535,7 +541,7 @@ static void process(const state *S, item *it)
 				free(ps);
 				free(fs);
 				sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
-				fail(it, RS_CHAT, S, &e);
+				fail(it, RS_CHAT, &e);
 				goto done;
 			}
 			prompt = json_stringn_nocheck(ps, pn);
@@ -553,7 +559,7 @@ static void process(const state *S, item *it)
 		if (!fastjson_utf8_valid(s, n)) {
 			free(s);
 			sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
-			fail(it, RS_CHAT, S, &e);
+			fail(it, RS_CHAT, &e);
 			goto done;
 		}
 		json_object_set_new(res, "text", json_stringn_nocheck(s, n));
@@ -583,7 +589,7 @@ static void process(const state *S, item *it)
 	it->out_len = b.len;
 	if (bad) {
 		sft_error_set(&e, SFT_EXIT_RUNTIME, "out of memory");
-		fail(it, RS_RECORD, S, &e);
+		fail(it, RS_RECORD, &e);
 	}
 done:
 	json_decref(res);
@@ -598,7 +604,7 @@ done:
 
 typedef struct counts {
 	unsigned long long read, written, skipped[RS_N], undef, empty_user, empty_asst;
-	unsigned long long fmt[SRC_N];
+	unsigned long long fmt[IN_N];
 	unsigned long long warned[RS_N + 3];
 } counts;
 
@@ -626,100 +632,227 @@ static void write_or_die(FILE *out, const char *buf, size_t n, atomic_file *af)
 	}
 }
 
-/* One input: read a batch of lines, render them in parallel, write in input order. */
-static void run_input(state *S, const char *path, FILE *out, atomic_file *af, counts *C,
-		      item *items, size_t B, int nt)
+/* ---- the pipeline ---- */
+
+#define BATCH 256 /* records per batch */
+
+enum { B_FREE = 0, B_READY, B_BUSY, B_DONE };
+
+typedef struct batch {
+	item items[BATCH];
+	size_t n;
+	int st;
+} batch;
+
+typedef struct pool {
+	const state *S;
+	batch *ring;
+	size_t nb;                   /* ring slots */
+	size_t submitted, claimed;   /* batch sequence numbers */
+	int quit;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	pthread_t *th;
+	int nt;                      /* worker threads; 0 = render in the main thread */
+} pool;
+
+static void *worker(void *arg)
+{
+	pool *P = arg;
+	pthread_mutex_lock(&P->mu);
+	for (;;) {
+		while (!P->quit && P->claimed == P->submitted)
+			pthread_cond_wait(&P->work, &P->mu);
+		if (P->claimed == P->submitted)
+			break; /* quit and nothing left */
+		batch *b = &P->ring[P->claimed++ % P->nb];
+		b->st = B_BUSY;
+		pthread_mutex_unlock(&P->mu);
+		for (size_t i = 0; i < b->n; i++)
+			process(P->S, &b->items[i]);
+		pthread_mutex_lock(&P->mu);
+		b->st = B_DONE;
+		pthread_cond_broadcast(&P->done);
+	}
+	pthread_mutex_unlock(&P->mu);
+	fastjson_thread_free();
+	return NULL;
+}
+
+static void pool_start(pool *P, const state *S, int nt)
+{
+	memset(P, 0, sizeof *P);
+	P->S = S;
+	P->nt = nt > 1 ? nt : 0;
+	P->nb = P->nt ? 3 * (size_t)P->nt : 1;
+	P->ring = calloc(P->nb, sizeof *P->ring);
+	P->th = calloc((size_t)P->nt + 1, sizeof *P->th);
+	if (!P->ring || !P->th)
+		die(SFT_EXIT_RUNTIME, "out of memory");
+	pthread_mutex_init(&P->mu, NULL);
+	pthread_cond_init(&P->work, NULL);
+	pthread_cond_init(&P->done, NULL);
+	for (int i = 0; i < P->nt; i++)
+		if (pthread_create(&P->th[i], NULL, worker, P))
+			die(SFT_EXIT_RUNTIME, "cannot start thread %d: %s", i, strerror(errno));
+}
+
+static void pool_stop(pool *P)
+{
+	pthread_mutex_lock(&P->mu);
+	P->quit = 1;
+	pthread_cond_broadcast(&P->work);
+	pthread_mutex_unlock(&P->mu);
+	for (int i = 0; i < P->nt; i++)
+		pthread_join(P->th[i], NULL);
+	for (size_t k = 0; k < P->nb; k++)
+		for (size_t i = 0; i < BATCH; i++) {
+			free(P->ring[k].items[i].line);
+			free(P->ring[k].items[i].out);
+		}
+	pthread_mutex_destroy(&P->mu);
+	pthread_cond_destroy(&P->work);
+	pthread_cond_destroy(&P->done);
+	free(P->ring);
+	free(P->th);
+}
+
+/* Reads up to BATCH lines into b; returns the bytes read. */
+static uint64_t read_batch(jsonl_reader *r, batch *b, const char *name, atomic_file *af)
+{
+	sft_error err = {0};
+	uint64_t bytes = 0;
+	b->n = 0;
+	while (b->n < BATCH) {
+		const char *line;
+		size_t len;
+		int rc = jsonl_next_line(r, &line, &len, &err);
+		if (rc < 0)
+			die_flushed(&err, af);
+		if (rc == 0)
+			break;
+		item *it = &b->items[b->n++];
+		if (len + 1 > it->cap) {
+			free(it->line);
+			it->cap = len + 1 > 256 ? len + 1 : 256;
+			it->line = malloc(it->cap);
+			if (!it->line)
+				die(SFT_EXIT_RUNTIME, "out of memory");
+		}
+		memcpy(it->line, line, len);
+		it->line[len] = '\0';
+		it->len = len;
+		it->lineno = jsonl_line(r);
+		it->name = name;
+		bytes += len + 1;
+	}
+	return bytes;
+}
+
+/* Writes a finished batch in order; counts, warns, or dies at a bad record. */
+static void write_batch(const state *S, batch *b, FILE *out, atomic_file *af, counts *C,
+			progress *P)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		item *it = &b->items[i];
+		C->read++;
+		if (it->reason) {
+			if (!S->skip) {
+				progress_finish(P);
+				if (!it->err.code)
+					it->err.code = SFT_EXIT_DATA;
+				die_flushed(&it->err, af);
+			}
+			C->skipped[it->reason]++;
+			if (may_warn(C, it->reason)) {
+				progress_finish(P);
+				log_warn("%s (skipped)", it->err.msg);
+			}
+			continue;
+		}
+		C->fmt[it->fmt]++;
+		write_or_die(out, it->out, it->out_len, af);
+		C->written++;
+		if (it->undef) {
+			C->undef++;
+			if (may_warn(C, RS_N)) {
+				progress_finish(P);
+				log_warn("%s:%ld: %s (rendered as empty)", it->name, it->lineno, it->note.msg);
+			}
+		}
+		if (it->empty_user) {
+			C->empty_user++;
+			if (may_warn(C, RS_N + 1)) {
+				progress_finish(P);
+				log_warn("%s:%ld: empty user message", it->name, it->lineno);
+			}
+		}
+		if (it->empty_asst) {
+			C->empty_asst++;
+			if (may_warn(C, RS_N + 2)) {
+				progress_finish(P);
+				log_warn("%s:%ld: empty assistant message", it->name, it->lineno);
+			}
+		}
+	}
+}
+
+/* One input through the pipeline. */
+static void run_input(const state *S, const char *path, FILE *out, atomic_file *af, counts *C,
+		      int nt)
 {
 	sft_error err = {0};
 	jsonl_reader *r = jsonl_open(path, &err);
 	if (!r)
 		die_flushed(&err, af);
-	S->in_name = jsonl_name(r);
+	const char *name = jsonl_name(r);
 	uint64_t total_bytes = 0;
 	struct stat st;
 	if (path && strcmp(path, "-") && stat(path, &st) == 0 && S_ISREG(st.st_mode))
 		total_bytes = (uint64_t)st.st_size;
-	progress P;
-	progress_start(&P, "records", 0, total_bytes);
+	progress prog;
+	progress_start(&prog, "records", 0, total_bytes);
+	pool P;
+	pool_start(&P, S, nt);
+	size_t written = 0; /* batches written */
+	int eof = 0;
 	for (;;) {
-		size_t n = 0;
-		uint64_t bytes = 0;
-		while (n < B) {
-			const char *line;
-			size_t len;
-			int rc = jsonl_next_line(r, &line, &len, &err);
-			if (rc < 0) {
-				progress_finish(&P);
-				die_flushed(&err, af);
-			}
-			if (rc == 0)
-				break;
-			item *it = &items[n++];
-			if (len + 1 > it->cap) {
-				free(it->line);
-				it->cap = len + 1 > 256 ? len + 1 : 256;
-				it->line = malloc(it->cap);
-				if (!it->line)
-					die(SFT_EXIT_RUNTIME, "out of memory");
-			}
-			memcpy(it->line, line, len);
-			it->line[len] = '\0';
-			it->len = len;
-			it->lineno = jsonl_line(r);
-			bytes += len + 1;
-		}
-		if (n == 0)
-			break;
-		const state *cs = S;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nt > 1 && n > 1)
-		for (size_t i = 0; i < n; i++)
-			process(cs, &items[i]);
-		for (size_t i = 0; i < n; i++) {
-			item *it = &items[i];
-			C->read++;
-			if (it->reason) {
-				if (!S->skip) {
-					progress_finish(&P);
-					if (!it->err.code)
-						it->err.code = SFT_EXIT_DATA;
-					die_flushed(&it->err, af);
-				}
-				C->skipped[it->reason]++;
-				if (may_warn(C, it->reason)) {
-					progress_finish(&P);
-					log_warn("%s (skipped)", it->err.msg);
-				}
+		if (!eof && P.submitted - written < P.nb) {
+			batch *b = &P.ring[P.submitted % P.nb];
+			uint64_t bytes = read_batch(r, b, name, af);
+			if (b->n == 0) {
+				eof = 1;
 				continue;
 			}
-			C->fmt[it->fmt]++;
-			write_or_die(out, it->out, it->out_len, af);
-			C->written++;
-			if (it->undef) {
-				C->undef++;
-				if (may_warn(C, RS_N)) {
-					progress_finish(&P);
-					log_warn("%s:%ld: %s (rendered as empty)", S->in_name, it->lineno,
-						 it->note.msg);
-				}
+			progress_add(&prog, b->n, bytes);
+			if (!P.nt) {
+				for (size_t i = 0; i < b->n; i++)
+					process(S, &b->items[i]);
+				P.submitted++;
+				write_batch(S, b, out, af, C, &prog);
+				written++;
+				continue;
 			}
-			if (it->empty_user) {
-				C->empty_user++;
-				if (may_warn(C, RS_N + 1)) {
-					progress_finish(&P);
-					log_warn("%s:%ld: empty user message", S->in_name, it->lineno);
-				}
-			}
-			if (it->empty_asst) {
-				C->empty_asst++;
-				if (may_warn(C, RS_N + 2)) {
-					progress_finish(&P);
-					log_warn("%s:%ld: empty assistant message", S->in_name, it->lineno);
-				}
-			}
+			pthread_mutex_lock(&P.mu);
+			b->st = B_READY;
+			P.submitted++;
+			pthread_cond_signal(&P.work);
+			pthread_mutex_unlock(&P.mu);
+			continue;
 		}
-		progress_add(&P, n, bytes);
+		if (written == P.submitted)
+			break; /* end of input, all written */
+		batch *b = &P.ring[written % P.nb];
+		pthread_mutex_lock(&P.mu);
+		while (b->st != B_DONE)
+			pthread_cond_wait(&P.done, &P.mu);
+		pthread_mutex_unlock(&P.mu);
+		write_batch(S, b, out, af, C, &prog);
+		b->st = B_FREE;
+		written++;
 	}
-	progress_finish(&P);
+	pool_stop(&P);
+	progress_finish(&prog);
 	jsonl_close(r);
 }
 
@@ -743,10 +876,10 @@ static void summary(const state *S, const counts *C, double secs)
 	}
 	if (!S->prompts && C->written) {
 		const char *sep = "; from ";
-		for (int f = 1; f < SRC_N; f++)
+		for (int f = 1; f < IN_N; f++)
 			if (C->fmt[f]) {
 				n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%s %llu", sep,
-					      src_format_name(f), C->fmt[f]);
+					      input_format_name(f), C->fmt[f]);
 				sep = ", ";
 			}
 	}
@@ -817,17 +950,13 @@ int main(int argc, char **argv)
 			die_err(&err);
 		out = af->fp;
 	}
-	size_t B = nt > 1 ? 256 * (size_t)nt : 64;
-	item *items = calloc(B, sizeof *items);
-	if (!items)
-		die(SFT_EXIT_RUNTIME, "out of memory");
 	counts C;
 	memset(&C, 0, sizeof C);
 	double t0 = clock_now();
 	if (npos == 0)
-		run_input(&S, "-", out, af, &C, items, B, nt);
+		run_input(&S, "-", out, af, &C, nt);
 	for (int i = 0; i < npos; i++)
-		run_input(&S, pos[i], out, af, &C, items, B, nt);
+		run_input(&S, pos[i], out, af, &C, nt);
 
 	if (af) {
 		if (atomic_commit(af, &err) < 0)
@@ -837,11 +966,6 @@ int main(int argc, char **argv)
 	}
 	summary(&S, &C, clock_now() - t0);
 
-	for (size_t i = 0; i < B; i++) {
-		free(items[i].line);
-		free(items[i].out);
-	}
-	free(items);
 	free(pos);
 	for (int k = 0; k < T_N; k++) {
 		jinja_free(S.tpl[k]);
@@ -849,6 +973,7 @@ int main(int argc, char **argv)
 	}
 	chat_tpl_free(S.chat);
 	json_decref(S.chat_kwargs);
+	fastjson_thread_free();
 	for (size_t i = 0; i < S.keep.n; i++)
 		free(S.keep.v[i]);
 	for (size_t i = 0; i < S.drop.n; i++)

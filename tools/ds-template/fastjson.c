@@ -413,10 +413,19 @@ int fastjson_utf8_valid(const char *s, size_t n)
 	return 1;
 }
 
+/* scratch for unescaped strings, kept per thread between records */
+static _Thread_local char *tmp;
+static _Thread_local size_t tmp_cap;
+
+void fastjson_thread_free(void)
+{
+	free(tmp);
+	tmp = NULL;
+	tmp_cap = 0;
+}
+
 json_t *fastjson_parse(const char *s, size_t n)
 {
-	static _Thread_local char *tmp;
-	static _Thread_local size_t tmp_cap;
 	P p = {(const unsigned char *)s, (const unsigned char *)s + n, 0, tmp, tmp_cap};
 	json_t *v = value(&p);
 	tmp = p.tmp; /* kept for the next record of this thread */

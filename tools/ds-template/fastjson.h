@@ -12,6 +12,9 @@
 
 json_t *fastjson_parse(const char *s, size_t n);
 
+/* Frees the calling thread's scratch buffer (call before a thread that parsed exits). */
+void fastjson_thread_free(void);
+
 /* 1 if s[0..n) is valid UTF-8 (RFC 3629). */
 int fastjson_utf8_valid(const char *s, size_t n);
 

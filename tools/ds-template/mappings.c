@@ -9,42 +9,42 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const format_names[SRC_N] = {
-	[SRC_AUTO] = "auto",
-	[SRC_ALPACA] = "alpaca",
-	[SRC_SHAREGPT] = "sharegpt",
-	[SRC_OPENAI] = "openai",
-	[SRC_PROMPT_COMPLETION] = "prompt-completion",
-	[SRC_INSTRUCTION_TEXT] = "instruction-text",
-	[SRC_CSV_PROMPT_COMPLETION] = "csv-prompt-completion",
+static const char *const format_names[IN_N] = {
+	[IN_AUTO] = "auto",
+	[IN_ALPACA] = "alpaca",
+	[IN_SHAREGPT] = "sharegpt",
+	[IN_OPENAI] = "openai",
+	[IN_PROMPT_COMPLETION] = "prompt-completion",
+	[IN_INSTRUCTION_TEXT] = "instruction-text",
+	[IN_CSV_PROMPT_COMPLETION] = "csv-prompt-completion",
 };
 
-const char *src_format_name(int fmt)
+const char *input_format_name(int fmt)
 {
-	return fmt > SRC_AUTO && fmt < SRC_N ? format_names[fmt] : NULL;
+	return fmt > IN_AUTO && fmt < IN_N ? format_names[fmt] : NULL;
 }
 
-int src_format_parse(const char *s)
+int input_format_parse(const char *s)
 {
-	for (int i = 0; i < SRC_N; i++)
+	for (int i = 0; i < IN_N; i++)
 		if (!strcmp(s, format_names[i]))
 			return i;
 	return -1;
 }
 
 /* Fields each format reads (and so does not pass through by default). */
-static const char *const consumed[SRC_N][4] = {
-	[SRC_ALPACA] = {"instruction", "input", "output", "system"},
-	[SRC_SHAREGPT] = {"conversations", "system"},
-	[SRC_OPENAI] = {"messages"},
-	[SRC_PROMPT_COMPLETION] = {"prompt", "completion"},
-	[SRC_INSTRUCTION_TEXT] = {"text"},
-	[SRC_CSV_PROMPT_COMPLETION] = {"prompt", "expected completion"},
+static const char *const consumed[IN_N][4] = {
+	[IN_ALPACA] = {"instruction", "input", "output", "system"},
+	[IN_SHAREGPT] = {"conversations", "system"},
+	[IN_OPENAI] = {"messages"},
+	[IN_PROMPT_COMPLETION] = {"prompt", "completion"},
+	[IN_INSTRUCTION_TEXT] = {"text"},
+	[IN_CSV_PROMPT_COMPLETION] = {"prompt", "expected completion"},
 };
 
 int mapping_consumes(int fmt, const char *key)
 {
-	if (fmt <= SRC_AUTO || fmt >= SRC_N)
+	if (fmt <= IN_AUTO || fmt >= IN_N)
 		return 0;
 	for (int i = 0; i < 4 && consumed[fmt][i]; i++)
 		if (!strcmp(consumed[fmt][i], key))
@@ -54,22 +54,22 @@ int mapping_consumes(int fmt, const char *key)
 
 static int has_text_header(const char *s);
 
-int src_format_detect(const json_t *rec)
+int input_format_detect(const json_t *rec)
 {
 	if (json_is_array(json_object_get(rec, "messages")))
-		return SRC_OPENAI;
+		return IN_OPENAI;
 	if (json_is_array(json_object_get(rec, "conversations")))
-		return SRC_SHAREGPT;
+		return IN_SHAREGPT;
 	if (json_object_get(rec, "prompt") && json_object_get(rec, "expected completion"))
-		return SRC_CSV_PROMPT_COMPLETION;
+		return IN_CSV_PROMPT_COMPLETION;
 	if (json_object_get(rec, "prompt") && json_object_get(rec, "completion"))
-		return SRC_PROMPT_COMPLETION;
+		return IN_PROMPT_COMPLETION;
 	const json_t *t = json_object_get(rec, "text");
 	if (json_is_string(t) && has_text_header(json_string_value(t)))
-		return SRC_INSTRUCTION_TEXT;
+		return IN_INSTRUCTION_TEXT;
 	/* last, so that a record lacking "output" is reported as a bad alpaca record */
 	if (json_object_get(rec, "instruction"))
-		return SRC_ALPACA;
+		return IN_ALPACA;
 	return -1;
 }
 
@@ -443,13 +443,13 @@ static json_t *map_instruction_text(const json_t *rec, sft_error *err)
 json_t *mapping_messages(int fmt, const json_t *rec, sft_error *err)
 {
 	switch (fmt) {
-	case SRC_ALPACA: return map_alpaca(rec, err);
-	case SRC_SHAREGPT: return map_sharegpt(rec, err);
-	case SRC_OPENAI: return map_openai(rec, err);
-	case SRC_PROMPT_COMPLETION: return map_pc(rec, "prompt", "completion", "prompt-completion", err);
-	case SRC_CSV_PROMPT_COMPLETION:
+	case IN_ALPACA: return map_alpaca(rec, err);
+	case IN_SHAREGPT: return map_sharegpt(rec, err);
+	case IN_OPENAI: return map_openai(rec, err);
+	case IN_PROMPT_COMPLETION: return map_pc(rec, "prompt", "completion", "prompt-completion", err);
+	case IN_CSV_PROMPT_COMPLETION:
 		return map_pc(rec, "prompt", "expected completion", "csv-prompt-completion", err);
-	case SRC_INSTRUCTION_TEXT: return map_instruction_text(rec, err);
+	case IN_INSTRUCTION_TEXT: return map_instruction_text(rec, err);
 	default:
 		sft_error_set(err, SFT_EXIT_INTERNAL, "no mapping for format %d", fmt);
 		return NULL;

@@ -13,26 +13,26 @@
 
 /* ---- built-in mappings (mappings.c) ---- */
 
-enum src_format {
-	SRC_AUTO = 0,
-	SRC_ALPACA,
-	SRC_SHAREGPT,
-	SRC_OPENAI,
-	SRC_PROMPT_COMPLETION,
-	SRC_INSTRUCTION_TEXT,
-	SRC_CSV_PROMPT_COMPLETION,
-	SRC_N
+enum input_format {
+	IN_AUTO = 0,
+	IN_ALPACA,
+	IN_SHAREGPT,
+	IN_OPENAI,
+	IN_PROMPT_COMPLETION,
+	IN_INSTRUCTION_TEXT,
+	IN_CSV_PROMPT_COMPLETION,
+	IN_N
 };
 
-/* "alpaca", ... ; NULL for SRC_AUTO. */
-const char *src_format_name(int fmt);
+/* "alpaca", ... ; NULL for IN_AUTO. */
+const char *input_format_name(int fmt);
 /* Parses a --from value; -1 if unknown. */
-int src_format_parse(const char *s);
+int input_format_parse(const char *s);
 
 /* Which built-in format a record looks like, from its fields; -1 if none fits. */
-int src_format_detect(const json_t *rec);
+int input_format_detect(const json_t *rec);
 
-/* Builds the chat messages of `rec` read as format `fmt` (not SRC_AUTO). On a record
+/* Builds the chat messages of `rec` read as format `fmt` (not IN_AUTO). On a record
  * that does not fit: NULL with err = SFT_EXIT_DATA "what is wrong" (no location; the
  * caller adds it). */
 json_t *mapping_messages(int fmt, const json_t *rec, sft_error *err);

@@ -3,6 +3,7 @@
  * summarises and unpacks a packed directory. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,13 +80,13 @@ static const cli_option OPTIONS[] = {
 	 OPT_MAX_DOCS},
 	{"vocab-size", 0, CLI_REQ_ARG, "N", "vocab size for JSONL inputs (binary inputs carry their own)", OPT_VOCAB},
 	{"force", 'f', CLI_NO_ARG, NULL, "replace an existing --out directory", OPT_FORCE},
-	{"inspect", 0, CLI_REQ_ARG, "DIR", "show rows: document boundaries, [trained spans], pads", OPT_INSPECT},
+	{"inspect", 0, CLI_REQ_ARG, "DIR", "show rows of DIR (or one shard FILE): document boundaries,\n[trained spans], pads", OPT_INSPECT},
 	{"row", 0, CLI_REQ_ARG, "K", "--inspect: only row K (global row number)", OPT_ROW},
 	{"tokenizer", 0, CLI_REQ_ARG, "T",
 	 "--inspect: decode tokens to text with this tokenizer (tokenizer.json,\nmodel directory or .gguf); trained spans in [[...]]",
 	 OPT_TOKENIZER},
 	{"stats", 0, CLI_REQ_ARG, "DIR", "print the manifest in human form", OPT_STATS},
-	{"verify", 0, CLI_REQ_ARG, "DIR", "check every file: checksum, bounds, totals against the manifest", OPT_VERIFY},
+	{"verify", 0, CLI_REQ_ARG, "DIR", "check every file: checksum, bounds, totals against the manifest\n(or read a stream FILE / - to its end marker)", OPT_VERIFY},
 	{"unpack", 0, CLI_REQ_ARG, "DIR", "write the documents back, in original input order, to stdout", OPT_UNPACK},
 	{"emit", 0, CLI_REQ_ARG, "F", "--unpack output: jsonl (default) or stream (binary stream form)", OPT_EMIT},
 	{NULL, 0, 0, NULL, NULL, 0},
@@ -105,8 +106,7 @@ static const cli_spec SPEC = {
 		    "pack --stats data/train && pack --verify data/train\n"
 		    "pack --inspect data/train --row 3 --tokenizer models/SmolLM2-135M-Instruct\n"
 		    "pack --unpack data/train --emit jsonl > docs.jsonl",
-	.footer = "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad input data (corrupt or truncated\n"
-		  "shard, token id >= vocab, mixed tokenizers).",
+	.footer = NULL, /* cli prints the exit codes */
 };
 
 static int on_opt(void *ctx, int id, const char *arg, const char *source, sft_error *err)
@@ -232,6 +232,19 @@ typedef struct packer {
 	size_t n_files;
 	progress prog;
 } packer;
+
+/* Files committed inside the temporary directory, so a signal can remove them (unlink and
+ * rmdir are async-signal-safe; rm -rf is not). */
+#define MAX_DONE 100000
+static char *g_done[MAX_DONE];
+static volatile size_t g_n_done;
+static char *g_tmp_dir; /* removed on failure */
+
+static void done_add(const char *path)
+{
+	if (g_n_done < MAX_DONE && (g_done[g_n_done] = strdup(path)))
+		g_n_done++;
+}
 
 static inline uint32_t st_get(const packer *p, uint64_t i)
 {
@@ -479,6 +492,7 @@ static int flush_window(packer *p, int final, sft_error *err)
 			if (stat(path, &st) == 0)
 				fi->bytes = (uint64_t)st.st_size;
 			p->n_files++;
+			done_add(path);
 			log_verbose("%s: %" PRIu64 " rows, %" PRIu64 " tokens", fi->name, fi->c.records, fi->c.tokens);
 		}
 		free(path);
@@ -712,7 +726,17 @@ static int rm_rf(const char *dir)
 	return rc;
 }
 
-static char *g_tmp_dir; /* removed on failure */
+static void on_signal(int sig)
+{
+	atomic_cleanup_all(); /* open temporaries (the shard being written, the manifest) */
+	for (size_t i = 0; i < g_n_done; i++)
+		unlink(g_done[i]);
+	if (g_tmp_dir)
+		rmdir(g_tmp_dir);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static void cleanup_tmp(void)
 {
 	if (g_tmp_dir) {
@@ -804,6 +828,16 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 		die(SFT_EXIT_RUNTIME, "%s: cannot create: %s", p.tmp_dir, strerror(errno));
 	g_tmp_dir = p.tmp_dir;
 	atexit(cleanup_tmp);
+	{ /* an interrupted run leaves no DIR.tmp-* behind */
+		int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+		for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+			struct sigaction sa;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = on_signal;
+			sigemptyset(&sa.sa_mask);
+			sigaction(sigs[i], &sa, NULL);
+		}
+	}
 
 	uint64_t *input_docs = calloc(n_inputs, sizeof *input_docs);
 	progress_start(&p.prog, "tokens", 0, 0);
@@ -963,9 +997,42 @@ static void pset_close(pset *s)
 	json_decref(s->manifest);
 }
 
+/* A regular file that is not a file-form shard (a stream from tok-encode, or JSONL):
+ * returns a sequential reader on it, else NULL. */
+static shard_reader *open_if_stream(const char *target)
+{
+	struct stat st;
+	if (strcmp(target, "-") && (stat(target, &st) < 0 || !S_ISREG(st.st_mode)))
+		return NULL;
+	sft_error err = {0};
+	shard_reader *r = shard_reader_open(target, &err);
+	if (!r)
+		die_err(&err);
+	if (!shard_reader_is_jsonl(r) && shard_reader_header(r)->is_file && strcmp(target, "-")) {
+		shard_reader_close(r);
+		return NULL;
+	}
+	return r;
+}
+
 static int run_verify(const char *target)
 {
 	sft_error err = {0};
+	shard_reader *r = open_if_stream(target);
+	if (r) { /* a stream: read it to the end marker, which checks everything incl. XXH3-64 */
+		shard_record rec;
+		uint64_t n = 0, tokens = 0;
+		int rc;
+		while ((rc = shard_read(r, &rec, &err)) == 1) {
+			n++;
+			tokens += rec.n;
+		}
+		if (rc < 0)
+			die_err(&err);
+		printf("%s: ok: stream, %" PRIu64 " records, %" PRIu64 " tokens\n", target, n, tokens);
+		shard_reader_close(r);
+		return 0;
+	}
 	pset s;
 	pset_open(&s, target);
 	uint64_t tokens = 0, trained = 0;
@@ -1099,38 +1166,56 @@ static void print_text(const tokenizer *tk, const uint32_t *t, const uint8_t *m,
 static int run_inspect(const opts *o)
 {
 	sft_error err = {0};
-	pset s;
-	pset_open(&s, o->target);
+	shard_reader *sr = open_if_stream(o->target);
+	pset s = {0};
+	if (!sr)
+		pset_open(&s, o->target);
 	tokenizer *tk = NULL;
 	if (o->tokenizer) {
 		tk = tokenizer_load(o->tokenizer, &err);
 		if (!tk)
 			die_err(&err);
-		uint32_t tv = tokenizer_vocab_size(tk), sv = s.n ? shard_file_header(s.f[0])->vocab_size : 0;
+		uint32_t tv = tokenizer_vocab_size(tk);
+		uint32_t sv = sr ? shard_reader_header(sr)->vocab_size : s.n ? shard_file_header(s.f[0])->vocab_size : 0;
 		if (sv && tv < sv)
 			die(SFT_EXIT_USAGE, "--tokenizer %s: vocab size %u is smaller than the shards' %u: wrong tokenizer?",
 			    o->tokenizer, tv, sv);
 	}
-	uint64_t first = 0, last = s.rows;
+	uint64_t first = 0, last = sr ? UINT64_MAX : s.rows;
 	if (o->row >= 0) {
-		if ((uint64_t)o->row >= s.rows)
+		if (!sr && (uint64_t)o->row >= s.rows)
 			die(SFT_EXIT_USAGE, "--row %lld: out of range (%" PRIu64 " rows)", o->row, s.rows);
 		first = (uint64_t)o->row;
 		last = first + 1;
 	}
 	shard_buf buf = {0};
 	size_t fi = 0;
-	for (uint64_t g = first; g < last; g++) {
-		while (g >= s.row0[fi + 1])
-			fi++;
+	for (uint64_t g = sr ? 0 : first; g < last; g++) {
 		shard_record rec;
-		if (shard_file_row(s.f[fi], (size_t)(g - s.row0[fi]), &rec, &buf, &err) < 0)
-			die_err(&err);
+		if (sr) { /* a stream: read sequentially up to row `first` */
+			int rc = shard_read(sr, &rec, &err);
+			if (rc < 0)
+				die_err(&err);
+			if (rc == 0) {
+				if (o->row >= 0)
+					die(SFT_EXIT_USAGE, "--row %lld: out of range (%" PRIu64 " records)", o->row, g);
+				break;
+			}
+			if (g < first)
+				continue;
+		} else {
+			while (g >= s.row0[fi + 1])
+				fi++;
+			if (shard_file_row(s.f[fi], (size_t)(g - s.row0[fi]), &rec, &buf, &err) < 0)
+				die_err(&err);
+		}
 		size_t tr = 0;
 		for (size_t i = 0; i < rec.n; i++)
 			tr += rec.mask[i];
-		printf("row %" PRIu64 " (%s row %" PRIu64 "): %zu tokens, %zu trained, %zu document%s, %zu pad\n", g,
-		       s.names[fi], g - s.row0[fi], rec.n, tr, rec.n_seg, rec.n_seg == 1 ? "" : "s", rec.n_pad);
+		printf("%s %" PRIu64 " (%s %s %" PRIu64 "): %zu tokens, %zu trained, %zu document%s, %zu pad\n",
+		       sr ? "record" : "row", g, sr ? (strcmp(o->target, "-") ? o->target : "<stdin>") : s.names[fi],
+		       sr ? "record" : "row", sr ? g : g - s.row0[fi], rec.n, tr, rec.n_seg ? rec.n_seg : 1,
+		       rec.n_seg > 1 ? "s" : "", rec.n_pad);
 		size_t at = 0;
 		for (size_t k = 0; k < rec.n_seg; k++) {
 			const shard_segment *sg = &rec.segs[k];
@@ -1155,7 +1240,10 @@ static int run_inspect(const opts *o)
 	}
 	shard_buf_free(&buf);
 	tokenizer_free(tk);
-	pset_close(&s);
+	if (sr)
+		shard_reader_close(sr);
+	else
+		pset_close(&s);
 	return 0;
 }
 

@@ -343,7 +343,6 @@ static int mask_by_prefix_diff(rec_ctx *x, const char *full, size_t full_len, co
 			return -1;
 		}
 		size_t s = 0, e = 0;
-		int found = 0;
 		if (okP && okQ && ql > pl && pl >= cursor && !memcmp(Q, P, pl) && ql <= full_len &&
 		    !memcmp(full, Q, ql)) {
 			s = pl;
@@ -363,7 +362,6 @@ static int mask_by_prefix_diff(rec_ctx *x, const char *full, size_t full_len, co
 			if (agp_empty && locate_content(x, i, full, s, e, &cs, &ce))
 				s = cs;
 			e = te_turn_end(full, s, e, t->starts, t->ends, t->special, t->n);
-			found = 1;
 		} else if (locate_content(x, i, full, cursor, full_len, &s, &e)) {
 			/* the rendered prefix is not a prefix: fall back to the content itself,
 			 * plus an end-of-turn special token right after it */
@@ -375,7 +373,6 @@ static int mask_by_prefix_diff(rec_ctx *x, const char *full, size_t full_len, co
 					e = t->ends[k];
 				break;
 			}
-			found = 1;
 		} else {
 			const char *ct = content_text(json_array_get(x->msgs, i));
 			free(P);
@@ -388,7 +385,7 @@ static int mask_by_prefix_diff(rec_ctx *x, const char *full, size_t full_len, co
 		}
 		free(P);
 		free(Q);
-		if (found && e > s) {
+		if (e > s) {
 			te_mask_overlap(t->starts, t->ends, t->n, s, e, mask);
 			cursor = e;
 		}
@@ -420,15 +417,6 @@ static int append_token(rec_ctx *x, uint32_t **ids, uint8_t **mask, size_t *n, u
 }
 
 /* ---- the record kinds ---- */
-
-static int take_toks(toks *t, uint32_t **ids, uint8_t **mask, size_t *n)
-{
-	*ids = t->ids;
-	t->ids = NULL;
-	*n = t->n;
-	*mask = calloc(t->n ? t->n : 1, 1);
-	return *mask ? 0 : -1;
-}
 
 /* Completion mask by prompt prefix: TRL's rule (the prompt's tokens are a prefix of the
  * whole: mask by count), else by bytes (tokens that end past the prompt text). */
@@ -553,35 +541,35 @@ static int encode_text(rec_ctx *x, const char *prompt, size_t plen, const char *
 		       uint32_t **ids, uint8_t **mask, size_t *n)
 {
 	const te_config *c = x->c;
-	toks t = {0};
+	toks t = {0}, pt = {0};
 	int rc = tokenize(x, text, len, 1, &t);
-	if (rc) {
-		toks_free(&t);
-		return rc < 0 ? -1 : 0;
-	}
-	if (take_toks(&t, ids, mask, n) < 0) {
-		toks_free(&t);
-		return oom(x);
+	uint8_t *m = NULL;
+	if (rc)
+		goto out;
+	m = malloc(t.n ? t.n : 1);
+	if (!m) {
+		rc = oom(x);
+		goto out;
 	}
 	if (prompt && (c->completion_only || c->assistant_only)) {
-		toks pt = {0};
-		rc = tokenize(x, prompt, plen, 1, &pt);
-		if (rc) {
-			toks_free(&pt);
-			toks_free(&t);
-			return rc < 0 ? -1 : 0;
-		}
-		t.ids = *ids; /* borrowed back for the prefix comparison */
-		mask_completion(&t, &pt, plen, *mask);
-		t.ids = NULL;
-		toks_free(&pt);
+		if ((rc = tokenize(x, prompt, plen, 1, &pt)))
+			goto out;
+		mask_completion(&t, &pt, plen, m);
 	} else {
-		memset(*mask, 1, *n);
+		memset(m, 1, t.n);
 	}
-	toks_free(&t);
+	*ids = t.ids;
+	*mask = m;
+	*n = t.n;
+	t.ids = NULL;
+	m = NULL;
 	if (c->eos_mode != TE_EOS_NO && c->eos_id >= 0 && !last_is_eos(c, *ids, *n))
-		return append_token(x, ids, mask, n, (uint32_t)c->eos_id, 1);
-	return 0;
+		rc = append_token(x, ids, mask, n, (uint32_t)c->eos_id, 1);
+out:
+	free(m);
+	toks_free(&t);
+	toks_free(&pt);
+	return rc < 0 ? -1 : 0;
 }
 
 /* ---- --show ---- */
@@ -706,7 +694,6 @@ static int classify_and_encode(rec_ctx *x, json_t *rec, uint32_t **ids, uint8_t 
 	if (x->kwargs && !json_is_object(x->kwargs))
 		return rec_fail(x, TE_SKIP_BAD_RECORD, "\"chat_template_kwargs\" is not an object");
 	if (messages) {
-		r->kind = TE_KIND_CHAT;
 		if (!json_is_array(messages))
 			return rec_fail(x, TE_SKIP_BAD_RECORD, "\"messages\" is not an array");
 		json_t *parts[1] = {messages};
@@ -720,7 +707,6 @@ static int classify_and_encode(rec_ctx *x, json_t *rec, uint32_t **ids, uint8_t 
 			return rec_fail(x, TE_SKIP_BAD_RECORD, "\"%s\" without \"%s\"", prompt ? "prompt" : "completion",
 				    prompt ? "completion" : "prompt");
 		if (json_is_array(prompt) && json_is_array(completion)) {
-			r->kind = TE_KIND_PC_CONV;
 			json_t *parts[2] = {prompt, completion};
 			const char *names[2] = {"prompt", "completion"};
 			if (build_messages(x, parts, names, 2) < 0 || r->skip)
@@ -730,7 +716,6 @@ static int classify_and_encode(rec_ctx *x, json_t *rec, uint32_t **ids, uint8_t 
 			return encode_chat(x, json_array_size(prompt), ids, mask, n);
 		}
 		if (json_is_string(prompt) && json_is_string(completion)) {
-			r->kind = TE_KIND_PC_TEXT;
 			size_t pl = json_string_length(prompt), cl = json_string_length(completion);
 			char *both = malloc(pl + cl + 1);
 			if (!both)
@@ -747,7 +732,6 @@ static int classify_and_encode(rec_ctx *x, json_t *rec, uint32_t **ids, uint8_t 
 	}
 	json_t *text = json_object_get(rec, c->text_field);
 	if (text) {
-		r->kind = TE_KIND_TEXT;
 		if (!json_is_string(text))
 			return rec_fail(x, TE_SKIP_BAD_RECORD, "\"%s\" is not a string", c->text_field);
 		if (c->assistant_only)

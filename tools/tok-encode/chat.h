@@ -33,8 +33,6 @@ enum te_skip {
 };
 extern const char *const te_skip_names[TE_SKIP_N];
 
-enum te_kind { TE_KIND_CHAT = 0, TE_KIND_PC_CONV, TE_KIND_PC_TEXT, TE_KIND_TEXT, TE_KIND_N };
-
 typedef struct te_config {
 	const tokenizer *tok;
 	const jinja_template *tmpl; /* NULL: no chat template (chat records are then an error) */
@@ -57,7 +55,6 @@ typedef struct te_result {
 	size_t n;
 	size_t n_before_trunc; /* tokens before truncation */
 	int truncated;
-	int kind;        /* enum te_kind (valid when the record was classified) */
 	int skip;        /* enum te_skip: TE_SKIP_NONE = output this record */
 	sft_error err;   /* when skip is a data error (or err.code set for fatal errors) */
 	char *show;      /* --show text for this record (malloc'd) or NULL */
