@@ -4,7 +4,7 @@
 # MODEL: a tokenizer fixture name under tests/fixtures/tokenizers (default smollm2) or a
 # model directory. The input is the parity corpus (tests/fixtures/tokenizers/corpus.jsonl,
 # 1.2 MB: prose in 10+ languages, code, SQL, numbers, whitespace runs, emoji) repeated
-# COPIES times (default 8) as {"text": ...} records.
+# COPIES times (default 32, 40 MB) as {"text": ...} records.
 # Single thread: tok-encode -j 1 vs a Python loop of Tokenizer.encode (RAYON_NUM_THREADS=1).
 # Batch: tok-encode -j $(nproc) vs Tokenizer.encode_batch on all cores.
 # HF is timed on tokenization only (the JSONL is parsed before the clock starts);
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-smollm2}
-copies=${2:-8}
+copies=${2:-32}
 bin=${BINDIR:-bin}/tok-encode
 [ -x "$bin" ] || { echo "build tok-encode first (make, or BINDIR=...)" >&2; exit 2; }
 python3 -c 'import tokenizers' 2>/dev/null || { echo "needs: pip install tokenizers" >&2; exit 2; }

@@ -3222,8 +3222,7 @@ static jv py_split(R *r, const jv *s, const jv *sep, int64_t maxsplit, int rev, 
 				if (i >= s->n)
 					break;
 				if (maxsplit >= 0 && splits >= maxsplit) {
-					size_t e = s->n - ws_suffix(s->s, s->n);
-					vpush(r, &out, substr(s, i, e > i ? e : i));
+					vpush(r, &out, substr(s, i, s->n)); /* Python keeps the remainder's trailing space */
 					break;
 				}
 				size_t j = i;
@@ -3247,8 +3246,7 @@ static jv py_split(R *r, const jv *s, const jv *sep, int64_t maxsplit, int rev, 
 				if (e == 0)
 					break;
 				if (maxsplit >= 0 && splits >= maxsplit) {
-					size_t b = ws_prefix(s->s, e);
-					vpush(r, &tmp, substr(s, b, e));
+					vpush(r, &tmp, substr(s, 0, e));
 					break;
 				}
 				size_t b = e;

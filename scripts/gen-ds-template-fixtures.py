@@ -408,6 +408,11 @@ case("prompts-court-jinja2-defaults", "ds-template --jinja2-defaults --prompts $
 case("prompts-system-override", "ds-template --system 'Kurz antworten.' --prompts $ROOT/" + COURT + " $FIX/datasets/court/it_de/validation.jsonl",
      inputs=[f"{DS}/court/it_de/validation.jsonl"], prompts=COURT, system="Kurz antworten.")
 
+# a prompt template using much of Jinja (filters, tests, loops, namespace, slicing,
+# string methods, raw, whitespace control) and a conditional system prompt
+case("prompts-features", "ds-template --prompts $FIX/ds-template/prompts/features $FIX/ds-template/features.jsonl",
+     inputs=[f"{D}/features.jsonl"], prompts=f"{D}/prompts/features")
+
 # chat templates
 case("chat-smollm2", "ds-template --chat-template $FIX/ds-template/tok/smollm2 $FIX/ds-template/chat.jsonl",
      inputs=[f"{D}/chat.jsonl"], chat=f"{D}/tok/smollm2")

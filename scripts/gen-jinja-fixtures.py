@@ -248,6 +248,7 @@ UNIT_CASES = [
     ("test_unknown", "{{ 1 is no_such_test }}", {}),
     # str methods
     ("str_methods", "{{ ' a b '.strip() }}|{{ 'a,b'.split(',') }}|{{ 'a b c'.split(' ', 1) }}|{{ 'a b c'.rsplit(None, 1) }}|{{ 'abc'.upper() }}|{{ 'x'.join(['1', '2']) }}|{{ 'hi {}'.format('you') }}|{{ '{:.3f}|{:5}|{:<5}|{:^5}|{:+d}|{!r}'.format(3.14159, 'ab', 'ab', 'ab', 5, 'q') }}|{{ 'a\nb'.splitlines() }}|{{ 'Abc'.isalpha() }}{{ ' '.isspace() }}{{ 'a1'.isalnum() }}|{{ 'abc'.lstrip('a') }}{{ 'abc'.rstrip('c') }}|{{ 'hello world'.capitalize() }}|{{ t.title() }}|{{ 'x'.zfill(3) }}|{{ 'ab'.ljust(4, '*') }}|{{ 'pre_x'.removeprefix('pre_') }}|{{ 'a=b=c'.partition('=') }}", {"t": "they're bill's 2nd"}),
+    ("str_split_maxsplit", "{{ ' a b  c '.split(None, 1) }}{{ ' a b '.split(None, 0) }}{{ ' a b  c '.rsplit(None, 1) }}{{ 'a   '.split(None, 1) }}{{ 'a,b,c'.rsplit(',', 1) }}{{ ''.split() }}{{ ''.split(',') }}", {}),
     ("str_format_err", "{{ '{} {}'.format(1) }}", {}),
     ("percent_format", "{{ '%d%%' % 50 }} {{ '%s and %r' % ('a', 'b') }} {{ '%(x)s!' % {'x': 1} }} {{ '%5.2f|%-5d|%05d|%x|%X|%o|%e|%g|%c' % (3.14159, 42, 42, 255, 255, 8, 12345.678, 0.0001, 65) }}", {}),
     ("dict_global", "{{ dict(a=1, b=2) }} {{ dict([('x', 1)]) }} {{ dict({'k': 'v'}, z=0) | tojson }}", {}),
