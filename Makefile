@@ -49,7 +49,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 LIB      := $(BUILD)/libcommon.a
 
-.PHONY: all tools test unit-tests sanitize fuzz deps clean check-cuda test-gpu bench
+.PHONY: all tools test unit-tests sanitize fuzz deps clean check-cuda test-gpu bench demo
 all: tools
 tools: $(TOOL_BIN)
 
@@ -111,6 +111,17 @@ fuzz: $(FUZZ_BIN)
 
 deps:
 	scripts/install-deps.sh
+
+# ---- pipelines: one .mk per dataset (make sql-data, court-data, medqa-data) ----
+include pipelines/common.mk
+-include $(filter-out pipelines/common.mk,$(wildcard pipelines/*.mk))
+
+# The main job on the built-in default: use case 1's data pipeline on the bundled
+# text-to-SQL records with SmolLM2's tokenizer, then the packed shards' summary.
+demo: tools
+	rm -rf data/demo
+	$(MAKE) --no-print-directory sql-data SQL_OUT=data/demo
+	$(SFT_BIN)/pack --stats data/demo/train
 
 check-cuda:
 	@command -v nvcc >/dev/null || test -x /usr/local/cuda/bin/nvcc || { echo "nvcc not found: CUDA=1 needs the CUDA toolkit" >&2; exit 4; }

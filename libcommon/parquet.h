@@ -14,7 +14,7 @@
  * reference the caller must json_decref.
  *
  * Errors: malformed data fails with SFT_EXIT_DATA and a message naming the file and,
- * where known, the row group, column path and page, e.g.
+ * where known, the row group, column path and page (0-based), e.g.
  * "x.parquet: row group 2, column 'messages.list.element.content', page 3: snappy
  * decompression failed". I/O failures are SFT_EXIT_RUNTIME. */
 #ifndef SFT_PARQUET_H
@@ -53,7 +53,8 @@ parquet_rows *parquet_rows_open(parquet_file *pf, const char *const *columns, si
 int parquet_rows_next(parquet_rows *it, json_t **row, sft_error *err);
 /* Fast path: appends the next row serialized exactly as json_dump_compact would
  * (no newline) to the growable buffer (*buf, *len, *cap; realloc'ed).
- * 1 = row appended, 0 = end, <0 = error. Do not mix with parquet_rows_next. */
+ * 1 = row appended, 0 = end, <0 = error (*len unchanged then). Calls may be
+ * interleaved with parquet_rows_next: each call consumes one row. */
 int parquet_rows_next_json(parquet_rows *it, char **buf, size_t *len, size_t *cap,
 			   sft_error *err);
 void parquet_rows_close(parquet_rows *it); /* NULL safe */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <utf8proc.h>
 #include <xxhash.h>
@@ -3059,10 +3060,33 @@ tokenizer *tokenizer_load(const char *path, sft_error *err)
 		sprintf(jpath, "%s/tokenizer.json", path);
 		sprintf(cpath, "%s/tokenizer_config.json", path);
 		if (stat(jpath, &sb) != 0) {
-			/* a directory holding just a GGUF file? */
-			sft_error_set(err, SFT_EXIT_DATA, "%s: no tokenizer.json in the model directory", path);
 			free(jpath);
 			free(cpath);
+			/* a directory holding exactly one GGUF file */
+			DIR *d = opendir(path);
+			char *gguf = NULL;
+			int n_gguf = 0;
+			struct dirent *de;
+			while (d && (de = readdir(d))) {
+				size_t l = strlen(de->d_name);
+				if (l > 5 && !strcmp(de->d_name + l - 5, ".gguf")) {
+					n_gguf++;
+					free(gguf);
+					gguf = malloc(pl + l + 2);
+					if (gguf)
+						sprintf(gguf, "%s/%s", path, de->d_name);
+				}
+			}
+			if (d)
+				closedir(d);
+			if (n_gguf == 1 && gguf) {
+				tokenizer *t = tokenizer_load_gguf(gguf, err);
+				free(gguf);
+				return t;
+			}
+			free(gguf);
+			sft_error_set(err, SFT_EXIT_DATA, "%s: no tokenizer.json in the model directory (and %s)", path,
+			              n_gguf ? "more than one .gguf file" : "no .gguf file");
 			return NULL;
 		}
 	} else {

@@ -31,7 +31,9 @@
 typedef struct tokenizer tokenizer;
 
 /* path: a tokenizer.json, a model directory containing tokenizer.json (+ optional
- * tokenizer_config.json), or a .gguf file (its tokenizer.ggml.* metadata).
+ * tokenizer_config.json; a directory without tokenizer.json but with exactly one .gguf
+ * file loads that), or a .gguf file (its tokenizer.ggml.* metadata). A file starting with
+ * the GGUF magic is read as GGUF whatever its name.
  * NULL on failure with err filled (code SFT_EXIT_DATA for malformed input). */
 tokenizer *tokenizer_load(const char *path, sft_error *err);
 

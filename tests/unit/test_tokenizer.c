@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "gguf.h"
@@ -574,14 +575,71 @@ static void test_threads(void **s)
 	tokenizer_free(t);
 }
 
+static void write_file(const char *path, const char *data, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, n, f), n);
+	fclose(f);
+}
+
 static void test_directory_load(void **s)
 {
 	(void)s;
-	/* a model directory with a GGUF-free tokenizer.json is covered by the fixtures being
-	 * .gz; here: a path that is a directory without tokenizer.json is a clear error */
+	/* several .gguf files and no tokenizer.json: a clear error */
 	sft_error e = { 0 };
 	assert_null(tokenizer_load(fixdir, &e));
 	assert_non_null(strstr(e.msg, "no tokenizer.json"));
+	assert_non_null(strstr(e.msg, "more than one .gguf"));
+
+	char dir[] = "/tmp/sft-tok-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[1200], src[1200];
+	/* a model directory: tokenizer.json + tokenizer_config.json */
+	size_t n, cn;
+	snprintf(src, sizeof src, "%s/smollm2/tokenizer.json.gz", fixdir);
+	char *js = read_all(src, &n);
+	snprintf(src, sizeof src, "%s/smollm2/tokenizer_config.json", fixdir);
+	char *cfg = read_all(src, &cn);
+	assert_non_null(js);
+	assert_non_null(cfg);
+	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+	write_file(path, js, n);
+	snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+	write_file(path, cfg, cn);
+	tokenizer *t = tokenizer_load(dir, &e);
+	if (!t)
+		fail_msg("%s", e.msg);
+	assert_non_null(tokenizer_chat_template(t));
+	assert_string_equal(tokenizer_special(t, "eos_token"), "<|im_end|>");
+	uint8_t f1[16], f2[16];
+	tokenizer_fingerprint(t, f1);
+	tokenizer_free(t);
+	/* the same tokenizer.json without the config: no template, another fingerprint */
+	unlink(path);
+	t = tokenizer_load(dir, &e);
+	assert_non_null(t);
+	assert_null(tokenizer_chat_template(t));
+	tokenizer_fingerprint(t, f2);
+	assert_memory_not_equal(f1, f2, 16);
+	tokenizer_free(t);
+	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+	unlink(path);
+	/* a directory holding one GGUF */
+	snprintf(src, sizeof src, "%s/llama-spm.gguf", fixdir);
+	char *g = read_all(src, &n);
+	snprintf(path, sizeof path, "%s/model.gguf", dir);
+	write_file(path, g, n);
+	t = tokenizer_load(dir, &e);
+	if (!t)
+		fail_msg("%s", e.msg);
+	assert_int_equal(tokenizer_vocab_size(t), 32000);
+	tokenizer_free(t);
+	unlink(path);
+	rmdir(dir);
+	free(js);
+	free(cfg);
+	free(g);
 }
 
 /* the hand-written GPT-2 / Llama 3 / Qwen2 splitters against PCRE2: corpus + random text */
