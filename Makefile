@@ -97,7 +97,7 @@ FUZZ_TIME ?= 10
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Ilibcommon $(PKG_CFLAGS) -fopenmp
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Ilibcommon $(PKG_CFLAGS) -fopenmp
 $(FUZZ_BUILD)/obj/%.o: libcommon/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@

@@ -9,7 +9,8 @@
 # /tmp. datasketch is far too slow for the whole file, so it runs on the first SUBSET_MB
 # and both tools are compared in MB/s on that subset as well as on the full file for
 # ds-dedup. Peak RSS from /usr/bin/time -v. Needs: dict-gcide, time (apt), datasketch
-# (pip); the script installs the Debian packages when missing.
+# (pip); the script installs the Debian packages when missing. Wall times depend on the
+# machine's load (printed); the CPU-seconds columns (user + system) do much less so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-520}
@@ -74,7 +75,9 @@ PY
 
 run() { # label cmd... ; prints "wall_s cpu_s rss_kb"
 	local label=$1; shift
-	/usr/bin/time -v "$@" 2>"$W/$label.time" >"$W/$label.out"
+	# records go to /dev/null: this measures dedup, not the file system (writing the
+	# 500 MB of kept records into /tmp costs about 1 s of system time more here)
+	/usr/bin/time -v "$@" 2>"$W/$label.time" >/dev/null
 	local s rss cpu
 	s=$(grep 'Elapsed (wall clock)' "$W/$label.time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
 	cpu=$(awk -F': ' '/User time|System time/ { t += $2 } END { print t }' "$W/$label.time")

@@ -80,6 +80,20 @@ atomic_file *atomic_open(const char *path, sft_error *err)
 		af->path = strdup("-");
 		return af;
 	}
+	/* An existing non-regular target (/dev/stdout, /dev/null, a FIFO, a tty) cannot be
+	 * replaced by rename and must not be: write to it directly, like stdout. */
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		af->fp = fopen(path, "wb");
+		if (!af->fp) {
+			sft_error_set(err, SFT_EXIT_RUNTIME, "%s: cannot open: %s", path, strerror(errno));
+			free(af);
+			return NULL;
+		}
+		af->path = strdup(path);
+		af->direct = 1;
+		return af;
+	}
 	af->path = strdup(path);
 	size_t n = strlen(path) + 32;
 	af->tmp_path = malloc(n);
@@ -139,9 +153,12 @@ int atomic_commit(atomic_file *af, sft_error *err)
 	if (!af)
 		return 0;
 	int rc = 0;
-	if (!af->tmp_path) { /* stdout */
+	if (!af->tmp_path) { /* stdout or a non-regular file */
 		if (fflush(af->fp) != 0 || ferror(af->fp))
-			rc = sft_error_set(err, SFT_EXIT_RUNTIME, "<stdout>: write error: %s", strerror(errno));
+			rc = sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write error: %s",
+					   af->direct ? af->path : "<stdout>", strerror(errno));
+		if (af->direct && fclose(af->fp) != 0 && !rc)
+			rc = sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write error: %s", af->path, strerror(errno));
 		free(af->path);
 		free(af);
 		return rc;
@@ -187,7 +204,10 @@ void atomic_abort(atomic_file *af)
 		live_del(af->tmp_path);
 		free(af->tmp_path);
 	} else if (af->fp) {
-		fflush(af->fp);
+		if (af->direct)
+			fclose(af->fp);
+		else
+			fflush(af->fp);
 	}
 	free(af->path);
 	free(af);

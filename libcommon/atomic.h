@@ -4,7 +4,8 @@
  *
  * Ownership: atomic_open returns an atomic_file the caller must finish with exactly one
  * of atomic_commit / atomic_abort, which free it (both accept NULL).
- * Path "-" means stdout: no temporary, commit only flushes. */
+ * Path "-" means stdout: no temporary, commit only flushes. An existing target that is
+ * not a regular file (/dev/stdout, /dev/null, a FIFO) is opened and written directly. */
 #ifndef SFT_ATOMIC_H
 #define SFT_ATOMIC_H
 
@@ -14,7 +15,8 @@
 typedef struct atomic_file {
 	FILE *fp;        /* write here */
 	char *path;      /* final name */
-	char *tmp_path;  /* temporary name, NULL for stdout */
+	char *tmp_path;  /* temporary name, NULL for stdout and direct writes */
+	int direct;      /* target exists and is not a regular file: written in place */
 } atomic_file;
 
 atomic_file *atomic_open(const char *path, sft_error *err);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "error.h"
+#include "gguf.h"
 
 /* ggml type ids (the numbers stored in GGUF tensor infos). */
 enum ggml_type_id {
@@ -52,5 +53,12 @@ int dequant_supported(int type);
  * bytes) into dst (n_elements floats). Errors (SFT_EXIT_DATA): unsupported type,
  * n_elements not a multiple of the block size. Returns 0 or a negative code. */
 int dequant_to_f32(int ggml_type, const void *src, size_t n_elements, float *dst, sft_error *err);
+
+/* Dequantizes a whole GGUF tensor (product of its dims elements) into dst. Errors name
+ * the file and the tensor: "m.gguf: tensor 'blk.0.attn_q.weight': cannot dequantize ...",
+ * also when the tensor's bytes are not in the file (vocab-only GGUF). */
+int dequant_gguf_tensor(const gguf_file *g, const gguf_tensor *t, float *dst, sft_error *err);
+/* Element count of a GGUF tensor (product of dims). */
+uint64_t gguf_tensor_n_elements(const gguf_tensor *t);
 
 #endif

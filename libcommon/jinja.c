@@ -2037,11 +2037,13 @@ static void sb_grow(R *r, sbuf *b, size_t need)
 	b->cap = nc;
 }
 
-static void sb_put(R *r, sbuf *b, const char *s, size_t n)
+static inline void sb_put(R *r, sbuf *b, const char *s, size_t n)
 {
-	if (!n)
-		return;
-	sb_grow(r, b, n);
+	if (b->n + n + 1 > b->cap) {
+		if (!n)
+			return;
+		sb_grow(r, b, n);
+	}
 	memcpy(b->p + b->n, s, n);
 	b->n += n;
 }
@@ -2131,9 +2133,10 @@ static jv mkbool(int b)
 }
 static jlist *mklist(R *r, size_t n)
 {
-	jlist *l = ralloc(r, sizeof *l);
+	size_t hdr = (sizeof(jlist) + 15) & ~(size_t)15;
+	jlist *l = ralloc(r, hdr + n * sizeof(jv));
 	l->n = n;
-	l->v = n ? ralloc(r, n * sizeof(jv)) : NULL;
+	l->v = n ? (jv *)((char *)l + hdr) : NULL;
 	return l;
 }
 static jv listv(jlist *l, int tuple)
@@ -2143,11 +2146,13 @@ static jv listv(jlist *l, int tuple)
 }
 static jdict *mkdict(R *r, size_t cap)
 {
-	jdict *d = ralloc(r, sizeof *d);
+	/* one allocation: header, keys, values */
+	size_t hdr = (sizeof(jdict) + 15) & ~(size_t)15;
+	jdict *d = ralloc(r, hdr + 2 * cap * sizeof(jv));
 	d->n = 0;
 	d->cap = cap;
-	d->k = cap ? ralloc(r, cap * sizeof(jv)) : NULL;
-	d->v = cap ? ralloc(r, cap * sizeof(jv)) : NULL;
+	d->k = cap ? (jv *)((char *)d + hdr) : NULL;
+	d->v = cap ? d->k + cap : NULL;
 	return d;
 }
 
@@ -2859,8 +2864,12 @@ static jv py_attr(R *r, const jv *obj, const char *s, size_t n, int *found)
 		break;
 	case T_DICT:
 		/* fast exit: dict attribute names are 3..10 bytes starting with one of "cgikpsuv" */
-		if (n < 3 || n > 10 || !strchr("cgikpsuv", s[0]))
+		if (n < 3 || n > 10)
 			break;
+		switch (s[0]) {
+		case 'c': case 'g': case 'i': case 'k': case 'p': case 's': case 'u': case 'v': break;
+		default: goto not_found;
+		}
 		if ((id = find_method(dict_methods, s, n)))
 			return mkmethod(r, id, obj);
 		for (int i = 0; dict_unsafe[i]; i++)
@@ -2889,6 +2898,7 @@ static jv py_attr(R *r, const jv *obj, const char *s, size_t n, int *found)
 		break;
 	}
 	}
+not_found:
 	*found = 0;
 	return undef_named(s, n);
 }
@@ -3832,10 +3842,37 @@ static void json_str(R *r, sbuf *b, const char *s, size_t n, int ensure_ascii)
 		[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
 	};
 	uint8_t stop = ensure_ascii ? 3 : 1;
+	if (n < 64) {
+		/* short strings (keys, names): one scan, one copy when nothing needs escaping */
+		size_t k = 0;
+		while (k < n && !(esc[(unsigned char)s[k]] & stop))
+			k++;
+		if (k == n) {
+			sb_grow(r, b, n + 2);
+			char *p = b->p + b->n;
+			p[0] = '"';
+			memcpy(p + 1, s, n);
+			p[n + 1] = '"';
+			b->n += n + 2;
+			return;
+		}
+	}
 	sb_putc(r, b, '"');
 	size_t i = 0;
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
 	while (i < n) {
 		size_t j = i;
+		/* 8 bytes at a time while none needs escaping (SWAR: a byte < 0x20, '"' or '\\') */
+		while (j + 8 <= n) {
+			uint64_t w, q, bs;
+			memcpy(&w, s + j, 8);
+			q = w ^ (ones * '"');
+			bs = w ^ (ones * '\\');
+			uint64_t hit = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
+			if ((hit & highs) || (ensure_ascii && (w & highs)))
+				break;
+			j += 8;
+		}
 		while (j < n && !(esc[(unsigned char)s[j]] & stop))
 			j++;
 		if (j > i) {
@@ -3880,9 +3917,16 @@ static void json_str(R *r, sbuf *b, const char *s, size_t n, int ensure_ascii)
 
 static void json_newline(R *r, sbuf *b, const jsonopt *o, int level)
 {
-	sb_putc(r, b, '\n');
-	for (int i = 0; i < level; i++)
-		sb_put(r, b, o->indent, o->nindent);
+	size_t need = 1 + (size_t)level * o->nindent;
+	sb_grow(r, b, need);
+	char *p = b->p + b->n;
+	*p++ = '\n';
+	if (o->nindent == 1)
+		memset(p, o->indent[0], (size_t)level);
+	else
+		for (int i = 0; i < level; i++, p += o->nindent)
+			memcpy(p, o->indent, o->nindent);
+	b->n += need;
 }
 
 static void json_key(R *r, sbuf *b, const jv *k, const jsonopt *o, const node *at)
@@ -4550,6 +4594,8 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		for (size_t i = 0; i < l->n; i++) {
 			jv k = missing(&ar[1]) || ar[1].t == T_NONE ? l->v[i] : attr_path(r, &l->v[i], &ar[1], at);
 			k = lower_if_str(r, &k, cs);
+			if (k.t == T_LIST || k.t == T_DICT || k.t == T_NS)
+				rfail(r, at, "unhashable type: '%s'", type_name(&k));
 			int seen = 0;
 			for (size_t j = 0; j < keys.n && !seen; j++)
 				seen = py_eq(&keys.v[j], &k);
@@ -5359,11 +5405,15 @@ static void eval_args(R *r, frame *f, node *const *list, size_t n, args *a, size
 		else
 			np++;
 	}
-	a->pos = np ? ralloc(r, np * sizeof(jv)) : NULL;
-	if (nk) {
-		a->kn = ralloc(r, nk * sizeof(char *));
-		a->kl = ralloc(r, nk * sizeof(size_t));
-		a->kv = ralloc(r, nk * sizeof(jv));
+	if (np + nk) {
+		/* one allocation for all argument arrays */
+		char *blk = ralloc(r, (np + nk) * sizeof(jv) + nk * (sizeof(char *) + sizeof(size_t)));
+		a->pos = np ? (jv *)blk : NULL;
+		if (nk) {
+			a->kv = (jv *)blk + np;
+			a->kn = (const char **)(a->kv + nk);
+			a->kl = (size_t *)(a->kn + nk);
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (list[i]->kind == N_KWARG) {
@@ -5936,27 +5986,27 @@ json_t *jinja_chat_context(const json_t *messages, const json_t *tools, int add_
 					reasoning = x;
 			}
 		if (!reasoning) {
-			json_array_append_new(msgs, json_deep_copy(m));
+			json_array_append(msgs, m); /* shared: renders never modify values */
 			continue;
 		}
 		json_t *c = json_object();
-		json_object_set_new(c, "thinking", json_deep_copy(reasoning));
+		json_object_set(c, "thinking", reasoning);
 		const char *key;
 		json_t *v;
 		json_object_foreach((json_t *)m, key, v)
-			json_object_set_new(c, key, json_deep_copy(v));
-		json_object_set_new(c, "reasoning_content", json_deep_copy(reasoning));
+			json_object_set(c, key, v);
+		json_object_set(c, "reasoning_content", reasoning);
 		json_array_append_new(msgs, c);
 	}
 	json_object_set_new(ctx, "messages", msgs);
-	json_object_set_new(ctx, "tools", tools ? json_deep_copy(tools) : json_null());
+	json_object_set_new(ctx, "tools", tools ? json_incref((json_t *)tools) : json_null());
 	json_object_set_new(ctx, "documents", json_null());
 	json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt));
 	if (extra) {
 		const char *key;
 		json_t *v;
 		json_object_foreach((json_t *)extra, key, v)
-			json_object_set_new(ctx, key, json_deep_copy(v));
+			json_object_set(ctx, key, v);
 	}
 	return ctx;
 }

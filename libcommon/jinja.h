@@ -54,14 +54,15 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 
 /* Builds the variables transformers' apply_chat_template (render_jinja_template) hands to a
  * chat template, so callers render exactly what Python would:
- *   messages  a copy of `messages`; a message with a non-null "reasoning_content",
+ *   messages  a new array of `messages`' items (shared references); a message with a non-null "reasoning_content",
  *             "thinking" or "reasoning" (first found) becomes
  *             {"thinking": r, ...message, "reasoning_content": r} as transformers aliases it
  *   tools     `tools` or null (a defined None, as Python passes tools=None)
  *   documents null
  *   add_generation_prompt
  *   and every key of `extra` (bos_token, eos_token, enable_thinking ...; may be NULL).
- * Returns a new reference (NULL only on allocation failure). */
+ * Values are shared with the arguments (reference counts), not copied: do not modify
+ * them while the context is alive. Returns a new reference (NULL only on allocation failure). */
 json_t *jinja_chat_context(const json_t *messages, const json_t *tools, int add_generation_prompt,
 			   const json_t *extra);
 

@@ -88,11 +88,13 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha1_block_ni(uint32_t h
 }
 static int have_sha_ni(void)
 {
-	static int v = -1;
+	static int cached = -1; /* atomics: threads may race to fill it (same value) */
+	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 	if (v < 0) {
 		unsigned a, b, c, d;
 		v = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) /* SHA */ &&
 		    __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
 	}
 	return v;
 }
@@ -101,9 +103,9 @@ static int have_sha_ni(void) { return 0; }
 static void sha1_block_ni(uint32_t h[5], const uint8_t *p) { sha1_block(h, p); }
 #endif
 
-static void sha1_state(const void *data, size_t len, uint32_t h[5])
+static void sha1_state_with(const void *data, size_t len, uint32_t h[5], int portable)
 {
-	void (*blk)(uint32_t *, const uint8_t *) = have_sha_ni() ? sha1_block_ni : sha1_block;
+	void (*blk)(uint32_t *, const uint8_t *) = !portable && have_sha_ni() ? sha1_block_ni : sha1_block;
 	const uint8_t *p = data;
 	h[0] = 0x67452301, h[1] = 0xEFCDAB89, h[2] = 0x98BADCFE, h[3] = 0x10325476, h[4] = 0xC3D2E1F0;
 	size_t n = len;
@@ -118,13 +120,27 @@ static void sha1_state(const void *data, size_t len, uint32_t h[5])
 	if (tl == 128) blk(h, tail + 64);
 }
 
+static void sha1_state(const void *data, size_t len, uint32_t h[5]) { sha1_state_with(data, len, h, 0); }
+
+static void sha1_out(const uint32_t h[5], uint8_t out[20])
+{
+	for (int i = 0; i < 5; i++)
+		out[4 * i] = (uint8_t)(h[i] >> 24), out[4 * i + 1] = (uint8_t)(h[i] >> 16),
+			out[4 * i + 2] = (uint8_t)(h[i] >> 8), out[4 * i + 3] = (uint8_t)h[i];
+}
+
+void sha1_digest_portable(const void *data, size_t len, uint8_t out[20])
+{
+	uint32_t h[5];
+	sha1_state_with(data, len, h, 1);
+	sha1_out(h, out);
+}
+
 void sha1_digest(const void *data, size_t len, uint8_t out[20])
 {
 	uint32_t h[5];
 	sha1_state(data, len, h);
-	for (int i = 0; i < 5; i++)
-		out[4 * i] = (uint8_t)(h[i] >> 24), out[4 * i + 1] = (uint8_t)(h[i] >> 16),
-			out[4 * i + 2] = (uint8_t)(h[i] >> 8), out[4 * i + 3] = (uint8_t)h[i];
+	sha1_out(h, out);
 }
 
 /* datasketch sha1_hash32: struct.unpack('<I', sha1(data).digest()[:4]) = bswap(h[0]). */
@@ -400,17 +416,34 @@ perm_avx512(const uint32_t *restrict alo, const uint32_t *restrict ahi, const ui
 {
 	PERM_KERNEL_BODY
 }
+static int forced_level = -1;
 static int cpu_level(void)
 {
-	static int v = -1;
-	if (v < 0)
+	static int cached = -1; /* atomics: threads may race to fill it (same value) */
+	if (forced_level >= 0) return forced_level;
+	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+	if (v < 0) {
 		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
 				    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")
 			    ? 2
 			    : __builtin_cpu_supports("avx2") ? 1 : 0;
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
 	return v;
 }
 #endif
+
+int minhash_force_kernel(int level)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	forced_level = -1;
+	if (level > cpu_level()) return -1;
+	forced_level = level;
+	return 0;
+#else
+	return level <= 0 ? 0 : -1;
+#endif
+}
 
 long minhash_signature(const minhash *m, const char *text, size_t len, uint32_t *sig, minhash_scratch *s)
 {

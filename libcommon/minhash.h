@@ -66,8 +66,13 @@ double minhash_jaccard_sets(const uint64_t *x, size_t nx, const uint64_t *y, siz
 void minhash_optimal_param(double threshold, int num_perm, double fp_w, double fn_w, int *bands,
 			   int *rows);
 
+/* Tests: pin the permutation kernel (0 portable, 1 AVX2, 2 AVX-512; -1 = detect again).
+ * Returns -1 if this CPU cannot run that level. Not thread-safe. */
+int minhash_force_kernel(int level);
+
 /* Building blocks, exposed for tests. */
-void sha1_digest(const void *data, size_t len, uint8_t out[20]);
+void sha1_digest(const void *data, size_t len, uint8_t out[20]); /* SHA-NI when available */
+void sha1_digest_portable(const void *data, size_t len, uint8_t out[20]);
 typedef struct mt19937 {
 	uint32_t key[624];
 	int pos;

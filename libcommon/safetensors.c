@@ -302,8 +302,13 @@ st_file *safetensors_open(const char *path, sft_error *err)
 		return NULL;
 	}
 	struct stat sb;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : strerror(errno));
+	if (fstat(fd, &sb) < 0) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		sft_error_set(err, SFT_EXIT_USAGE, "%s: not a regular file", path);
 		close(fd);
 		return NULL;
 	}

@@ -186,6 +186,39 @@ int shard_header_check_compatible(const shard_header *a, const char *name_a, con
 
 /* ---- record validation shared by writer, reader and mmap ---- */
 
+/* Largest token id of n tokens of width w (2 or 4) at tp. Lane-wise maxima over blocks of
+ * 32 tokens, reduced at the end: a loop shape compilers vectorize even at -O2. */
+#define MAX_TOKEN_BODY(T)                                               \
+	do {                                                            \
+		const T *restrict t = (const T *)(const void *)tp;      \
+		T lane[32] = {0};                                       \
+		size_t i = 0;                                           \
+		for (; i + 32 <= n; i += 32)                            \
+			for (size_t j = 0; j < 32; j++)                 \
+				lane[j] = t[i + j] > lane[j] ? t[i + j] : lane[j]; \
+		for (; i < n; i++)                                      \
+			lane[0] = t[i] > lane[0] ? t[i] : lane[0];      \
+		for (size_t j = 0; j < 32; j++)                         \
+			maxv = lane[j] > maxv ? lane[j] : maxv;         \
+	} while (0)
+
+static uint32_t max_token(const uint8_t *tp, size_t n, unsigned width)
+{
+	uint32_t maxv = 0;
+	if (width == 2)
+		MAX_TOKEN_BODY(uint16_t);
+	else
+		MAX_TOKEN_BODY(uint32_t);
+	return maxv;
+}
+#undef MAX_TOKEN_BODY
+
+static inline uint32_t token_at(const uint8_t *tp, size_t i, unsigned width)
+{
+	return width == 2 ? rd16(tp + 2 * i) : rd32(tp + 4 * i);
+}
+
+
 /* Checks segment lengths against n / n_pad. */
 static int check_segments(const shard_segment *segs, size_t n_seg, size_t n, size_t n_pad, const char *name,
 			  uint64_t off, sft_error *err)
@@ -221,17 +254,48 @@ struct shard_writer {
 	atomic_file *af; /* file form */
 	shard_header h;
 	XXH3_state_t *h64, *h128;
-	uint64_t off;
+	uint64_t off; /* bytes written so far, those still in buf included */
 	uint64_t *index;
 	size_t n_index, cap_index;
+	/* records are assembled in buf and written (and hashed) in large blocks: files flush
+	 * when BLOCK bytes are pending, streams after every record */
 	uint8_t *buf;
-	size_t cap_buf;
+	size_t cap_buf, used;
+	size_t res_size; /* the reserved record (at buf + used), 0 = none */
+	uint32_t res_n, res_seg, res_pad;
 	shard_counts counts;
 	int failed;
 };
 
+#define W_BLOCK ((size_t)512 << 10)
+
+static int w_write(shard_writer *w, const void *p, size_t n, sft_error *err)
+{
+	if (n && fwrite(p, 1, n, w->fp) != n) {
+		w->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af ? w->af->path : "<stream>",
+				     strerror(errno));
+	}
+	if (w->h128) /* file form: the footer's XXH3-128 covers everything */
+		XXH3_128bits_update(w->h128, p, n);
+	else
+		XXH3_64bits_update(w->h64, p, n);
+	return 0;
+}
+
+/* Writes the pending block. */
+static int w_flush(shard_writer *w, sft_error *err)
+{
+	size_t n = w->used;
+	w->used = 0;
+	return w_write(w, w->buf, n, err);
+}
+
+/* Appends bytes outside records (header, end marker, index). */
 static int w_put(shard_writer *w, const void *p, size_t n, sft_error *err)
 {
+	if (w_flush(w, err) < 0)
+		return -SFT_EXIT_RUNTIME;
 	if (n && fwrite(p, 1, n, w->fp) != n) {
 		w->failed = 1;
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af ? w->af->path : "<stream>",
@@ -295,81 +359,71 @@ shard_writer *shard_writer_open_file(const char *path, const shard_header *h, sf
 
 const shard_counts *shard_writer_counts(const shard_writer *w) { return &w->counts; }
 
-int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
+int shard_write_reserve(shard_writer *w, size_t n, size_t n_seg, size_t n_pad, shard_slot *slot, sft_error *err)
 {
 	const char *name = w->af ? w->af->path : "<stream>";
 	if (w->failed)
 		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: write after a failed write", name);
-	if (r->n > MAX_TOKENS || r->n_seg > MAX_SEGS)
+	if (n > MAX_TOKENS || n_seg > MAX_SEGS)
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": %zu tokens / %zu segments is too large",
-				     name, w->counts.records, r->n, r->n_seg);
-	if (check_segments(r->segs, r->n_seg, r->n, r->n_pad, name, w->off, err) < 0)
-		return -SFT_EXIT_DATA;
+				     name, w->counts.records, n, n_seg);
 	unsigned width = w->h.token_width;
-	uint64_t size = rec_size(r->n, r->n_seg, width);
-	if (size > w->cap_buf) {
-		size_t nc = size + size / 2 + 64;
-		uint8_t *nb = realloc(w->buf, nc);
-		if (!nb)
-			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-		w->buf = nb;
-		w->cap_buf = nc;
-	}
-	uint8_t *b = w->buf;
-	wr32(b, REC_TAG);
-	wr32(b + 4, (uint32_t)r->n);
-	wr32(b + 8, (uint32_t)r->n_seg);
-	wr32(b + 12, (uint32_t)r->n_pad);
-	if (r->n_seg)
-		memcpy(b + REC_HDR, r->segs, r->n_seg * SEG_SIZE);
-	uint8_t *tp = b + REC_HDR + r->n_seg * SEG_SIZE;
-	uint32_t vocab = w->h.vocab_size, maxv = 0;
-	if (width == 2) {
-		const uint32_t *restrict src = r->tokens;
-		uint16_t *restrict dst = (uint16_t *)(void *)tp; /* 8-byte aligned: 16 + 16 * n_seg */
-		const size_t n = r->n;
-		for (size_t i = 0; i < n; i++) {
-			uint32_t t = src[i];
-			maxv = t > maxv ? t : maxv;
-			dst[i] = (uint16_t)t;
+	size_t size = (size_t)rec_size(n, n_seg, width);
+	if (w->used + size > w->cap_buf) {
+		if (w_flush(w, err) < 0)
+			return -SFT_EXIT_RUNTIME;
+		if (size > w->cap_buf) {
+			size_t nc = size > W_BLOCK ? size : (w->af ? W_BLOCK : size + size / 2 + 64);
+			uint8_t *nb = realloc(w->buf, nc);
+			if (!nb)
+				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			w->buf = nb;
+			w->cap_buf = nc;
 		}
-	} else if (r->n) {
-		for (size_t i = 0; i < r->n; i++)
-			maxv = r->tokens[i] > maxv ? r->tokens[i] : maxv;
-		memcpy(tp, r->tokens, r->n * 4);
 	}
-	if (vocab && r->n && maxv >= vocab) {
-		for (size_t i = 0; i < r->n; i++)
-			if (r->tokens[i] >= vocab)
+	uint8_t *b = w->buf + w->used; /* 8-byte aligned: records are */
+	wr32(b, REC_TAG);
+	wr32(b + 4, (uint32_t)n);
+	wr32(b + 8, (uint32_t)n_seg);
+	wr32(b + 12, (uint32_t)n_pad);
+	uint8_t *tp = b + REC_HDR + n_seg * SEG_SIZE;
+	uint8_t *mp = tp + n * width;
+	memset(mp, 0, size - (size_t)(mp - b)); /* mask bits and padding */
+	slot->segs = (shard_segment *)(void *)(b + REC_HDR);
+	slot->tokens = tp;
+	slot->mask_bits = mp;
+	w->res_size = size;
+	w->res_n = (uint32_t)n;
+	w->res_seg = (uint32_t)n_seg;
+	w->res_pad = (uint32_t)n_pad;
+	return 0;
+}
+
+int shard_write_commit(shard_writer *w, sft_error *err)
+{
+	const char *name = w->af ? w->af->path : "<stream>";
+	if (!w->res_size || w->failed)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: shard_write_commit without shard_write_reserve", name);
+	size_t size = w->res_size, n = w->res_n, n_seg = w->res_seg, n_pad = w->res_pad;
+	w->res_size = 0;
+	unsigned width = w->h.token_width;
+	uint8_t *b = w->buf + w->used;
+	const uint8_t *tp = b + REC_HDR + n_seg * SEG_SIZE;
+	uint8_t *mp = (uint8_t *)tp + n * width;
+	if (check_segments((const shard_segment *)(const void *)(b + REC_HDR), n_seg, n, n_pad, name, w->off, err) < 0)
+		return -SFT_EXIT_DATA;
+	uint32_t vocab = w->h.vocab_size;
+	if (vocab && n && max_token(tp, n, width) >= vocab) {
+		for (size_t i = 0; i < n; i++)
+			if (token_at(tp, i, width) >= vocab)
 				return sft_error_set(err, SFT_EXIT_DATA,
 						     "%s: record %" PRIu64 ": token %zu: id %u >= vocab size %u", name,
-						     w->counts.records, i, r->tokens[i], vocab);
+						     w->counts.records, i, token_at(tp, i, width), vocab);
 	}
-	uint8_t *mp = tp + r->n * width;
-	memset(mp, 0, size - (size_t)(mp - b));
-	uint64_t trained = 0, bad = 0;
-	size_t full = r->n / 8;
-	for (size_t k = 0; k < full; k++) {
-		uint64_t x;
-		memcpy(&x, r->mask + 8 * k, 8);
-		bad |= x & ~0x0101010101010101ull;
-		mp[k] = mask_pack8(x);
-		trained += (x * 0x0101010101010101ull) >> 56; /* sum of the eight 0/1 bytes */
-	}
-	for (size_t i = full * 8; i < r->n; i++) {
-		uint8_t m = r->mask[i];
-		bad |= m & ~1u;
-		mp[i >> 3] |= (uint8_t)((m & 1) << (i & 7));
-		trained += m & 1;
-	}
-	if (bad) {
-		for (size_t i = 0; i < r->n; i++)
-			if (r->mask[i] > 1)
-				return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": token %zu: mask %u (0 or 1)",
-						     name, w->counts.records, i, r->mask[i]);
-	}
-	for (size_t i = r->n - r->n_pad; i < r->n; i++)
-		if (r->mask[i] || r->tokens[i] != w->h.pad_id)
+	if (n & 7) /* bits past n: not the caller's */
+		mp[n >> 3] &= (uint8_t)((1u << (n & 7)) - 1);
+	for (size_t i = n - n_pad; i < n; i++)
+		if (((mp[i >> 3] >> (i & 7)) & 1) || token_at(tp, i, width) != w->h.pad_id)
 			return sft_error_set(err, SFT_EXIT_DATA,
 					     "%s: record %" PRIu64 ": token %zu: pad tokens must be pad id %u with mask 0",
 					     name, w->counts.records, i, w->h.pad_id);
@@ -384,14 +438,116 @@ int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
 		}
 		w->index[w->n_index++] = w->off;
 	}
-	if (w_put(w, b, size, err) < 0)
-		return -SFT_EXIT_RUNTIME;
+	w->used += size;
+	w->off += size;
 	w->counts.records++;
-	w->counts.tokens += r->n;
-	w->counts.segments += r->n_seg;
-	w->counts.trained += trained;
-	w->counts.pad += r->n_pad;
+	w->counts.tokens += n;
+	w->counts.segments += n_seg;
+	w->counts.trained += popcount_bytes(mp, (n + 7) / 8);
+	w->counts.pad += n_pad;
+	if ((!w->af || w->used >= W_BLOCK) && w_flush(w, err) < 0)
+		return -SFT_EXIT_RUNTIME;
 	return 0;
+}
+
+int shard_write(shard_writer *w, const shard_record *r, sft_error *err)
+{
+	const char *name = w->af ? w->af->path : "<stream>";
+	if (w->failed)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: write after a failed write", name);
+	if (r->n > MAX_TOKENS || r->n_seg > MAX_SEGS)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": %zu tokens / %zu segments is too large",
+				     name, w->counts.records, r->n, r->n_seg);
+	if (check_segments(r->segs, r->n_seg, r->n, r->n_pad, name, w->off, err) < 0)
+		return -SFT_EXIT_DATA;
+	/* checks on the uint32 / one-byte-per-token values (narrowing would hide them) */
+	uint32_t vocab = w->h.vocab_size, maxv = 0;
+	for (size_t i = 0; i < r->n; i++)
+		maxv = r->tokens[i] > maxv ? r->tokens[i] : maxv;
+	if (vocab && r->n && maxv >= vocab) {
+		for (size_t i = 0; i < r->n; i++)
+			if (r->tokens[i] >= vocab)
+				return sft_error_set(err, SFT_EXIT_DATA,
+						     "%s: record %" PRIu64 ": token %zu: id %u >= vocab size %u", name,
+						     w->counts.records, i, r->tokens[i], vocab);
+	}
+	uint64_t bad = 0;
+	size_t full = r->n / 8;
+	for (size_t k = 0; k < full; k++) {
+		uint64_t x;
+		memcpy(&x, r->mask + 8 * k, 8);
+		bad |= x & ~0x0101010101010101ull;
+	}
+	for (size_t i = full * 8; i < r->n; i++)
+		bad |= r->mask[i] & ~1u;
+	if (bad) {
+		for (size_t i = 0; i < r->n; i++)
+			if (r->mask[i] > 1)
+				return sft_error_set(err, SFT_EXIT_DATA, "%s: record %" PRIu64 ": token %zu: mask %u (0 or 1)",
+						     name, w->counts.records, i, r->mask[i]);
+	}
+	shard_slot slot;
+	if (shard_write_reserve(w, r->n, r->n_seg, r->n_pad, &slot, err) < 0)
+		return -(err && err->code ? err->code : SFT_EXIT_RUNTIME);
+	if (r->n_seg)
+		memcpy(slot.segs, r->segs, r->n_seg * SEG_SIZE);
+	if (w->h.token_width == 2) {
+		const uint32_t *restrict src = r->tokens;
+		uint16_t *restrict dst = slot.tokens;
+		for (size_t i = 0; i < r->n; i++)
+			dst[i] = (uint16_t)src[i];
+	} else if (r->n) {
+		memcpy(slot.tokens, r->tokens, r->n * 4);
+	}
+	for (size_t k = 0; k < full; k++) {
+		uint64_t x;
+		memcpy(&x, r->mask + 8 * k, 8);
+		slot.mask_bits[k] = mask_pack8(x);
+	}
+	for (size_t i = full * 8; i < r->n; i++)
+		slot.mask_bits[i >> 3] |= (uint8_t)(r->mask[i] << (i & 7));
+	return shard_write_commit(w, err);
+}
+
+void shard_bits_copy(uint8_t *dst, size_t dst_bit, const uint8_t *src, size_t src_bit, size_t n)
+{
+	/* whole destination bytes are written 8 bits at a time from a 64-bit window of src */
+	while (n) {
+		size_t db = dst_bit & 7;
+		uint8_t *d = dst + (dst_bit >> 3);
+		const uint8_t *sp = src + (src_bit >> 3);
+		unsigned sb = (unsigned)(src_bit & 7);
+		if (db == 0 && sb == 0 && n >= 8) { /* both byte-aligned: whole bytes */
+			memcpy(d, sp, n >> 3);
+			dst_bit += n & ~(size_t)7;
+			src_bit += n & ~(size_t)7;
+			n &= 7;
+			continue;
+		}
+		if (db == 0 && n >= 56) { /* 56 bits per 64-bit load: bytes 0..7 of sp hold them */
+			size_t chunks = n / 56;
+			for (size_t c = 0; c < chunks; c++) {
+				uint64_t x;
+				memcpy(&x, sp + 7 * c, 8);
+				x >>= sb;
+				memcpy(d + 7 * c, &x, 7);
+			}
+			dst_bit += chunks * 56;
+			src_bit += chunks * 56;
+			n -= chunks * 56;
+			continue;
+		}
+		/* up to the next destination byte boundary (or n) */
+		size_t take = 8 - db < n ? 8 - db : n;
+		unsigned v = sp[0] >> sb;
+		if (sb + take > 8)
+			v |= (unsigned)sp[1] << (8 - sb);
+		unsigned m = ((1u << take) - 1) << db;
+		*d = (uint8_t)((*d & ~m) | ((v << db) & m));
+		dst_bit += take;
+		src_bit += take;
+		n -= take;
+	}
 }
 
 static void writer_free(shard_writer *w)
@@ -507,32 +663,42 @@ void shard_buf_free(shard_buf *b)
 	memset(b, 0, sizeof *b);
 }
 
-/* Decodes tokens + mask bits + checks; shared by reader and mmap row access.
- * `body` points at the tokens. Returns 0 or <0. */
-static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_t n_pad, shard_buf *b,
-		       const char *name, uint64_t rec_off, sft_error *err)
+/* Checks a record body in its on-disk form (tokens at tp in the header's width, then the
+ * mask bits): token ids < vocab, no mask bits past n, pad tokens. Shared by the reader,
+ * the raw view reader and mmap row access; `tok_off` is the byte offset of tp. */
+static int body_check(const shard_header *h, const uint8_t *tp, size_t n, size_t n_pad, const char *name,
+		      uint64_t tok_off, sft_error *err)
 {
-	uint32_t maxv = 0;
-	if (h->token_width == 2) {
-		uint32_t *restrict dst = b->tokens;
-		const uint8_t *restrict p = tp;
-		for (size_t i = 0; i < n; i++) {
-			uint32_t t = rd16(p + 2 * i);
-			dst[i] = t;
-			maxv = t > maxv ? t : maxv;
-		}
-	} else if (n) {
-		memcpy(b->tokens, tp, n * 4);
+	unsigned width = h->token_width;
+	if (h->vocab_size && n && max_token(tp, n, width) >= h->vocab_size) {
 		for (size_t i = 0; i < n; i++)
-			maxv = b->tokens[i] > maxv ? b->tokens[i] : maxv;
-	}
-	uint64_t tok_off = rec_off;
-	if (h->vocab_size && n && maxv >= h->vocab_size) {
-		for (size_t i = 0; i < n; i++)
-			if (b->tokens[i] >= h->vocab_size)
+			if (token_at(tp, i, width) >= h->vocab_size)
 				return sft_error_set(err, SFT_EXIT_DATA,
 						     "%s: byte %" PRIu64 ": token id %u >= vocab size %u", name,
-						     tok_off + (uint64_t)i * h->token_width, b->tokens[i], h->vocab_size);
+						     tok_off + (uint64_t)i * width, token_at(tp, i, width), h->vocab_size);
+	}
+	const uint8_t *mp = tp + n * width;
+	if ((n & 7) && (mp[n >> 3] >> (n & 7)))
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": mask bits set past the last token", name,
+				     tok_off + (uint64_t)n * width + (n >> 3));
+	for (size_t i = n - n_pad; i < n; i++)
+		if (((mp[i >> 3] >> (i & 7)) & 1) || token_at(tp, i, width) != h->pad_id)
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": pad token %zu: expected pad id %u with mask 0", name,
+					     tok_off + (uint64_t)i * width, i, h->pad_id);
+	return 0;
+}
+
+/* Widens a checked body to uint32 tokens + one mask byte per token in b (reserved). */
+static void body_decode(const shard_header *h, const uint8_t *tp, size_t n, shard_buf *b)
+{
+	if (h->token_width == 2) {
+		uint32_t *restrict dst = b->tokens;
+		const uint16_t *restrict src = (const uint16_t *)(const void *)tp;
+		for (size_t i = 0; i < n; i++)
+			dst[i] = src[i];
+	} else if (n) {
+		memcpy(b->tokens, tp, n * 4);
 	}
 	const uint8_t *mp = tp + n * h->token_width;
 	size_t full = n / 8;
@@ -542,16 +708,14 @@ static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_
 	}
 	for (size_t i = full * 8; i < n; i++)
 		b->mask[i] = (mp[i >> 3] >> (i & 7)) & 1;
-	if (n & 7) {
-		if (mp[n >> 3] >> (n & 7))
-			return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": mask bits set past the last token",
-					     name, tok_off + (uint64_t)n * h->token_width + (n >> 3));
-	}
-	for (size_t i = n - n_pad; i < n; i++)
-		if (b->mask[i] || b->tokens[i] != h->pad_id)
-			return sft_error_set(err, SFT_EXIT_DATA,
-					     "%s: byte %" PRIu64 ": pad token %zu: expected pad id %u with mask 0", name,
-					     tok_off + (uint64_t)i * h->token_width, i, h->pad_id);
+}
+
+static int decode_body(const shard_header *h, const uint8_t *tp, size_t n, size_t n_pad, shard_buf *b,
+		       const char *name, uint64_t tok_off, sft_error *err)
+{
+	if (body_check(h, tp, n, n_pad, name, tok_off, err) < 0)
+		return -SFT_EXIT_DATA;
+	body_decode(h, tp, n, b);
 	return 0;
 }
 
@@ -571,24 +735,123 @@ struct shard_reader {
 	uint8_t *raw;
 	size_t cap_raw;
 	shard_buf buf;
+	/* a regular file opened by path is read through mmap: bytes [off, map_size) are
+	 * unread; pages before `dropped` were given back (MADV_DONTNEED) */
+	const uint8_t *map;
+	size_t map_size, dropped;
+	uint64_t hashed; /* mmap: bytes [0, hashed) are in the running checksum */
 	int done;
 	int failed;
 };
 
-static size_t r_get(shard_reader *r, void *p, size_t n)
+/* Bytes read are hashed as they arrive; through mmap, lazily in large contiguous steps
+ * (r_hash_sync) instead. */
+static void r_hash(shard_reader *r, const void *p, size_t n)
 {
-	size_t got = n ? fread(p, 1, n, r->fp) : 0;
+	if (r->map)
+		return;
 	if (r->h128)
-		XXH3_128bits_update(r->h128, p, got);
+		XXH3_128bits_update(r->h128, p, n);
 	else
-		XXH3_64bits_update(r->h64, p, got);
+		XXH3_64bits_update(r->h64, p, n);
+}
+
+static void r_hash_sync(shard_reader *r, uint64_t upto)
+{
+	if (!r->map || upto <= r->hashed)
+		return;
+	const uint8_t *p = r->map + r->hashed;
+	size_t n = (size_t)(upto - r->hashed);
+	if (r->h128)
+		XXH3_128bits_update(r->h128, p, n);
+	else
+		XXH3_64bits_update(r->h64, p, n);
+	r->hashed = upto;
+}
+
+/* Copies up to n unread bytes to p (no hashing); returns how many. */
+static size_t r_raw(shard_reader *r, void *p, size_t n)
+{
+	size_t got;
+	if (r->map) {
+		got = r->map_size - r->off < n ? (size_t)(r->map_size - r->off) : n;
+		memcpy(p, r->map + r->off, got);
+	} else {
+		got = n ? fread(p, 1, n, r->fp) : 0;
+	}
 	r->off += got;
 	return got;
 }
 
+static size_t r_get(shard_reader *r, void *p, size_t n)
+{
+	size_t got = r_raw(r, p, n);
+	r_hash(r, p, got);
+	return got;
+}
+
+/* 1 when no byte is left. */
+static int r_at_end(shard_reader *r)
+{
+	if (r->map)
+		return r->off >= r->map_size;
+	return getc(r->fp) == EOF;
+}
+
+/* The next n bytes, hashed: a pointer into the mapping, or read into r->raw (in steps of
+ * at most 64 MiB, growing the buffer only as bytes arrive: a corrupt header claiming 2^30
+ * tokens on a short input must not allocate gigabytes). *got < n at the end of input;
+ * NULL when out of memory. */
+static const uint8_t *r_take(shard_reader *r, size_t n, size_t *got)
+{
+	if (r->map) {
+		*got = r->map_size - r->off < n ? (size_t)(r->map_size - r->off) : n;
+		const uint8_t *p = r->map + r->off;
+		r_hash(r, p, *got);
+		r->off += *got;
+		return p;
+	}
+	*got = 0;
+	while (*got < n) {
+		size_t want = n - *got < ((size_t)64 << 20) ? n - *got : ((size_t)64 << 20);
+		if (*got + want > r->cap_raw) {
+			size_t nc = *got + want;
+			if (nc < r->cap_raw * 2)
+				nc = r->cap_raw * 2 < n ? r->cap_raw * 2 : n;
+			uint8_t *nr = realloc(r->raw, nc);
+			if (!nr)
+				return NULL;
+			r->raw = nr;
+			r->cap_raw = nc;
+		}
+		size_t g = r_get(r, r->raw + *got, want);
+		*got += g;
+		if (g != want)
+			break;
+	}
+	return r->raw;
+}
+
+/* Gives consumed pages of the mapping back every 32 MiB read, so reading a large file
+ * keeps few of its pages resident (records handed out earlier are no longer valid). */
+static void r_drop_consumed(shard_reader *r)
+{
+	const size_t step = (size_t)32 << 20;
+	if (!r->map || r->off - r->dropped < 2 * step)
+		return;
+	uint64_t keep = r->off < r->hashed ? r->off : r->hashed;
+	if (keep < step)
+		return;
+	size_t upto = ((size_t)keep - step) & ~(step - 1);
+	if (upto > r->dropped) {
+		madvise((void *)(uintptr_t)(r->map + r->dropped), upto - r->dropped, MADV_DONTNEED);
+		r->dropped = upto;
+	}
+}
+
 static int r_io_error(shard_reader *r, sft_error *err)
 {
-	if (ferror(r->fp))
+	if (!r->map && ferror(r->fp))
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: byte %" PRIu64 ": read failed: %s", r->name, r->off,
 				     strerror(errno));
 	return 0;
@@ -660,6 +923,18 @@ shard_reader *shard_reader_open(const char *path, sft_error *err)
 		return NULL;
 	}
 	r->own_fp = 1;
+	/* a binary shard in a regular file: read the rest through mmap (no copy through
+	 * stdio); r->off bytes (the header) were read by stdio */
+	struct stat st;
+	if (!r->jr && fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > r->off) {
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fileno(fp), 0);
+		if (m != MAP_FAILED) {
+			madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+			r->map = m;
+			r->map_size = (size_t)st.st_size;
+			r->hashed = r->off;
+		}
+	}
 	return r;
 }
 
@@ -673,6 +948,8 @@ void shard_reader_close(shard_reader *r)
 		return;
 	if (r->jr)
 		jsonl_close(r->jr);
+	if (r->map)
+		munmap((void *)(uintptr_t)r->map, r->map_size);
 	if (r->own_fp && r->fp)
 		fclose(r->fp);
 	XXH3_freeState(r->h64);
@@ -721,11 +998,11 @@ static int read_trailer(shard_reader *r, uint64_t end_off, sft_error *err)
 					     r->name, r->off - 8, i, r->offsets[i], rd64(b));
 	}
 	uint8_t sum[16];
+	r_hash_sync(r, r->off);
 	canon128(sum, XXH3_128bits_digest(r->h128));
 	uint8_t f[SHARD_FOOTER_SIZE];
 	uint64_t foot_off = r->off;
-	size_t got = fread(f, 1, sizeof f, r->fp);
-	r->off += got;
+	size_t got = r_raw(r, f, sizeof f);
 	if (got != sizeof f) {
 		if (r_io_error(r, err) < 0)
 			return -SFT_EXIT_RUNTIME;
@@ -742,33 +1019,32 @@ static int read_trailer(shard_reader *r, uint64_t end_off, sft_error *err)
 	if (memcmp(f + 64, sum, 16))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: file is corrupt",
 				     r->name, foot_off + 64);
-	int c = getc(r->fp);
-	if (c != EOF)
+	if (!r_at_end(r))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": unexpected data after the footer", r->name,
 				     r->off);
 	(void)end_off;
 	return 0;
 }
 
-int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
+/* Reads and checks the next binary record up to its body (header, sizes, segment
+ * lengths, file-form bookkeeping): 1 with *body pointing at the segments (then tokens,
+ * mask bits) and the sizes filled, 0 at the clean end, <0 on error. The body's tokens and
+ * mask are checked by the caller (body_check). */
+static int read_next(shard_reader *r, const uint8_t **body, uint32_t *np, uint32_t *n_segp, uint32_t *n_padp,
+		     uint64_t *rec_offp, sft_error *err)
 {
 	if (r->failed)
 		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: read after an error", r->name);
 	if (r->done)
 		return 0;
-	if (r->jr) {
-		int rc = read_jsonl(r, rec, err);
-		if (rc < 0)
-			r->failed = 1;
-		if (rc == 0)
-			r->done = 1;
-		return rc;
-	}
 	uint64_t rec_off = r->off;
+	if (r->map && rec_off - r->hashed >= ((uint64_t)4 << 20)) {
+		r_hash_sync(r, rec_off);
+		r_drop_consumed(r);
+	}
 	uint8_t hb[REC_HDR];
 	/* not hashed yet: the end marker's checksum covers the bytes before it */
-	size_t got = fread(hb, 1, REC_HDR, r->fp);
-	r->off += got;
+	size_t got = r_raw(r, hb, REC_HDR);
 	if (got != REC_HDR) {
 		r->failed = 1;
 		if (r_io_error(r, err) < 0)
@@ -784,9 +1060,9 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 	if (tag == END_TAG) {
 		uint8_t eb[END_SIZE];
 		memcpy(eb, hb, REC_HDR);
+		r_hash_sync(r, rec_off);
 		uint64_t hash = r->h128 ? 0 : XXH3_64bits_digest(r->h64);
-		got = fread(eb + REC_HDR, 1, END_SIZE - REC_HDR, r->fp);
-		r->off += got;
+		got = r_raw(r, eb + REC_HDR, END_SIZE - REC_HDR);
 		r->failed = 1; /* until proven fine */
 		if (got != END_SIZE - REC_HDR) {
 			if (r_io_error(r, err) < 0)
@@ -804,23 +1080,18 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 			return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: stream is corrupt",
 					     r->name, rec_off + 24);
 		if (r->h128) {
-			XXH3_128bits_update(r->h128, eb, END_SIZE);
+			r_hash(r, eb, END_SIZE);
 			if (read_trailer(r, rec_off, err) < 0)
 				return -SFT_EXIT_DATA;
-		} else {
-			int c = getc(r->fp);
-			if (c != EOF)
-				return sft_error_set(err, SFT_EXIT_DATA,
-						     "%s: byte %" PRIu64 ": unexpected data after the end marker", r->name, r->off);
+		} else if (!r_at_end(r)) {
+			return sft_error_set(err, SFT_EXIT_DATA,
+					     "%s: byte %" PRIu64 ": unexpected data after the end marker", r->name, r->off);
 		}
 		r->failed = 0;
 		r->done = 1;
 		return 0;
 	}
-	if (r->h128)
-		XXH3_128bits_update(r->h128, hb, REC_HDR);
-	else
-		XXH3_64bits_update(r->h64, hb, REC_HDR);
+	r_hash(r, hb, REC_HDR);
 	if (tag != REC_TAG) {
 		r->failed = 1;
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": bad record tag 0x%08x: expected \"REC1\" or \"END1\"",
@@ -837,45 +1108,23 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": %u pad tokens in an unpadded shard", r->name,
 				     rec_off, n_pad);
 	}
-	size_t body = rec_size(n, n_seg, r->h.token_width) - REC_HDR;
-	/* read in steps of at most 64 MiB, growing the buffer only as bytes arrive: a corrupt
-	 * header claiming 2^30 tokens on a short input must not allocate gigabytes */
-	got = 0;
-	while (got < body) {
-		size_t want = body - got < ((size_t)64 << 20) ? body - got : ((size_t)64 << 20);
-		if (got + want > r->cap_raw) {
-			size_t nc = got + want;
-			if (nc < r->cap_raw * 2)
-				nc = r->cap_raw * 2 < body ? r->cap_raw * 2 : body;
-			uint8_t *nr = realloc(r->raw, nc);
-			if (!nr) {
-				r->failed = 1;
-				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-			}
-			r->raw = nr;
-			r->cap_raw = nc;
-		}
-		size_t g = r_get(r, r->raw + got, want);
-		got += g;
-		if (g != want)
-			break;
+	size_t body_len = rec_size(n, n_seg, r->h.token_width) - REC_HDR;
+	const uint8_t *b = r_take(r, body_len, &got);
+	if (!b) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 	}
-	if (got != body) {
+	if (got != body_len) {
 		r->failed = 1;
 		if (r_io_error(r, err) < 0)
 			return -SFT_EXIT_RUNTIME;
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": truncated record: expected %zu bytes, got %zu",
-				     r->name, rec_off, body + REC_HDR, got + REC_HDR);
+				     r->name, rec_off, body_len + REC_HDR, got + REC_HDR);
 	}
-	if (buf_reserve(&r->buf, n, n_seg) < 0) {
-		r->failed = 1;
-		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-	}
-	if (n_seg)
-		memcpy(r->buf.segs, r->raw, (size_t)n_seg * SEG_SIZE);
-	if (check_segments(r->buf.segs, n_seg, n, n_pad, r->name, rec_off, err) < 0 ||
-	    decode_body(&r->h, r->raw + (size_t)n_seg * SEG_SIZE, n, n_pad, &r->buf, r->name,
-			rec_off + REC_HDR + (uint64_t)n_seg * SEG_SIZE, err) < 0) {
+	/* segments are 8-byte aligned in the file and in r->raw: read them in place */
+	if (check_segments((const shard_segment *)(const void *)b, n_seg, n, n_pad, r->name, rec_off, err) < 0 ||
+	    body_check(&r->h, b + (size_t)n_seg * SEG_SIZE, n, n_pad, r->name,
+		       rec_off + REC_HDR + (uint64_t)n_seg * SEG_SIZE, err) < 0) {
 		r->failed = 1;
 		return -SFT_EXIT_DATA;
 	}
@@ -897,15 +1146,65 @@ int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
 	r->n_segments += n_seg;
 	r->n_pad += n_pad;
 	if (r->h.is_file) { /* the footer's trained count is checked at the end */
-		const uint8_t *mp = r->raw + (size_t)n_seg * SEG_SIZE + (size_t)n * r->h.token_width;
+		const uint8_t *mp = b + (size_t)n_seg * SEG_SIZE + (size_t)n * r->h.token_width;
 		r->n_trained += popcount_bytes(mp, (n + 7) / 8);
 	}
+	*body = b;
+	*np = n;
+	*n_segp = n_seg;
+	*n_padp = n_pad;
+	*rec_offp = rec_off;
+	return 1;
+}
+
+int shard_read(shard_reader *r, shard_record *rec, sft_error *err)
+{
+	if (r->jr && !r->failed && !r->done) {
+		int rc = read_jsonl(r, rec, err);
+		if (rc < 0)
+			r->failed = 1;
+		if (rc == 0)
+			r->done = 1;
+		return rc;
+	}
+	const uint8_t *b;
+	uint32_t n, n_seg, n_pad;
+	uint64_t rec_off;
+	int rc = read_next(r, &b, &n, &n_seg, &n_pad, &rec_off, err);
+	if (rc <= 0)
+		return rc;
+	if (buf_reserve(&r->buf, n, n_seg) < 0) {
+		r->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	}
+	if (n_seg)
+		memcpy(r->buf.segs, b, (size_t)n_seg * SEG_SIZE);
+	body_decode(&r->h, b + (size_t)n_seg * SEG_SIZE, n, &r->buf);
 	rec->tokens = r->buf.tokens;
 	rec->mask = r->buf.mask;
 	rec->n = n;
 	rec->segs = n_seg ? r->buf.segs : NULL;
 	rec->n_seg = n_seg;
 	rec->n_pad = n_pad;
+	return 1;
+}
+
+int shard_read_view(shard_reader *r, shard_view *v, sft_error *err)
+{
+	if (r->jr)
+		return sft_error_set(err, SFT_EXIT_INTERNAL, "%s: shard_read_view on a JSONL input", r->name);
+	const uint8_t *b;
+	uint32_t n, n_seg, n_pad;
+	uint64_t rec_off;
+	int rc = read_next(r, &b, &n, &n_seg, &n_pad, &rec_off, err);
+	if (rc <= 0)
+		return rc;
+	v->n = n;
+	v->n_seg = n_seg;
+	v->n_pad = n_pad;
+	v->segs = (const shard_segment *)(const void *)b;
+	v->tokens = b + (size_t)n_seg * SEG_SIZE;
+	v->mask_bits = b + (size_t)n_seg * SEG_SIZE + (size_t)n * r->h.token_width;
 	return 1;
 }
 

@@ -23,9 +23,12 @@
  *    Bad data is SFT_EXIT_DATA with "NAME: byte OFFSET: what was expected";
  *    I/O failures are SFT_EXIT_RUNTIME; misuse of the API is SFT_EXIT_INTERNAL.
  *
- * Tokens are always uint32_t in memory; on disk they are u16 or u32 (header.token_width).
- * Masks are one byte per token in memory (0 = not trained, 1 = trained), bit-packed on
- * disk. Not thread-safe per object; different objects may be used from different threads. */
+ * Tokens are uint32_t in shard_record (masks one byte per token: 0 = not trained,
+ * 1 = trained); on disk they are u16 or u32 (header.token_width) with bit-packed masks.
+ * The raw functions (shard_read_view, shard_write_reserve/commit, shard_file_view) move
+ * records in their on-disk form instead, with no widening: the fast path for tools that
+ * only move tokens around (pack). Not thread-safe per object; different objects may be
+ * used from different threads. */
 #ifndef SFT_SHARD_H
 #define SFT_SHARD_H
 
@@ -74,6 +77,14 @@ typedef struct shard_counts {
 	uint64_t records, tokens, segments, trained, pad;
 } shard_counts;
 
+/* A record in its on-disk form (shard_file_view, shard_read_view). */
+typedef struct shard_view {
+	const void *tokens;         /* (n) u16 or u32 little-endian, per token_width */
+	const uint8_t *mask_bits;   /* ceil(n/8) bytes, bit i = byte i/8, bit i%8 (LSB first) */
+	size_t n, n_pad, n_seg;
+	const shard_segment *segs;  /* (n_seg), 8-byte aligned in the file */
+} shard_view;
+
 /* ---- writing ---- */
 typedef struct shard_writer shard_writer;
 
@@ -83,6 +94,19 @@ shard_writer *shard_writer_open_stream(FILE *fp, const shard_header *h, sft_erro
 shard_writer *shard_writer_open_file(const char *path, const shard_header *h, sft_error *err);
 /* Validates (token < vocab, mask 0/1, segments sum) and appends one record. */
 int shard_write(shard_writer *w, const shard_record *r, sft_error *err);
+/* Raw writing, in the on-disk form. shard_write_reserve makes room for a record of n tokens
+ * (n_pad of them trailing pads), n_seg segments in the writer's own buffer and points
+ * `slot` at its parts; the caller fills slot->segs (n_seg), slot->tokens (n, in the
+ * header's token width) and slot->mask_bits (ceil(n/8) bytes, zeroed; bit i = token i,
+ * LSB first), then shard_write_commit checks it as shard_write does and appends it (on
+ * error the reservation is dropped). The slot is valid until the commit. */
+typedef struct shard_slot {
+	shard_segment *segs;
+	void *tokens;
+	uint8_t *mask_bits;
+} shard_slot;
+int shard_write_reserve(shard_writer *w, size_t n, size_t n_seg, size_t n_pad, shard_slot *slot, sft_error *err);
+int shard_write_commit(shard_writer *w, sft_error *err);
 /* Writes the end marker (+ index and footer, fsync, rename for files) and frees w. */
 int shard_writer_close(shard_writer *w, sft_error *err);
 /* Frees w; a file writer removes its temporary (the target is untouched). */
@@ -101,7 +125,8 @@ typedef struct shard_reader shard_reader;
 /* path "-" or NULL = stdin (named "<stdin>" in errors). Detects the form: binary
  * shard (magic) or the JSONL twin (first non-blank byte '{'; an empty input counts as
  * JSONL with no documents). For JSONL the header has vocab_size 0, a zero fingerprint
- * and token_width 4. */
+ * and token_width 4. A binary shard in a regular file is read through mmap (pages
+ * already read are given back as it goes); pipes and shard_reader_open_fp use stdio. */
 shard_reader *shard_reader_open(const char *path, sft_error *err);
 /* Reads from an open stream (not closed by shard_reader_close); `name` for errors. */
 shard_reader *shard_reader_open_fp(FILE *fp, const char *name, sft_error *err);
@@ -109,6 +134,11 @@ const shard_header *shard_reader_header(const shard_reader *r);
 /* 1 = record in *rec, 0 = clean end (end marker seen, and for files the index and
  * footer checksum verified), <0 = error (truncation, corruption, bad ids ...). */
 int shard_read(shard_reader *r, shard_record *rec, sft_error *err);
+/* shard_read without decoding (binary inputs only; JSONL is SFT_EXIT_INTERNAL): *v points
+ * at the record in its on-disk form (tokens in the header's width, bit-packed mask) in the
+ * reader's buffer or mapping, valid until the next read. Same checks, same returns. A
+ * reader may mix shard_read and shard_read_view calls. */
+int shard_read_view(shard_reader *r, shard_view *v, sft_error *err);
 /* Byte offset of the next unread byte (for messages); JSONL: line number. */
 uint64_t shard_reader_offset(const shard_reader *r);
 int shard_reader_is_jsonl(const shard_reader *r);
@@ -133,12 +163,6 @@ const uint8_t *shard_file_checksum(const shard_file *f); /* 16 bytes, from the f
 size_t shard_file_rows(const shard_file *f);
 
 /* Zero-copy view of row k (pointers into the mapping). Validates the record's bounds. */
-typedef struct shard_view {
-	const void *tokens;         /* (n) u16 or u32 little-endian, per token_width */
-	const uint8_t *mask_bits;   /* ceil(n/8) bytes, bit i = byte i/8, bit i%8 (LSB first) */
-	size_t n, n_pad, n_seg;
-	const shard_segment *segs;  /* (n_seg), 8-byte aligned in the file */
-} shard_view;
 int shard_file_view(const shard_file *f, size_t k, shard_view *v, sft_error *err);
 
 /* Decoded row k into caller-owned scratch `buf`. */
@@ -164,6 +188,11 @@ int shard_jsonl_write(FILE *fp, const uint32_t *tokens, const uint8_t *mask, siz
  * "mask" may be absent (all 1). Errors are "name:line: ..." SFT_EXIT_DATA. */
 int shard_jsonl_parse(const char *line, size_t len, const char *name, long lineno,
 		      shard_buf *buf, size_t *n, sft_error *err);
+
+/* Copies n mask bits (LSB-first bit order, as on disk) from src starting at bit src_bit to
+ * dst starting at bit dst_bit; dst bits outside the range are kept. Reads only the src
+ * bytes that hold the range. */
+void shard_bits_copy(uint8_t *dst, size_t dst_bit, const uint8_t *src, size_t src_bit, size_t n);
 
 /* Lowercase hex of a 16-byte fingerprint/checksum into out[33]. */
 void shard_hex16(const uint8_t b[16], char out[33]);

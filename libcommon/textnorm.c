@@ -1,6 +1,7 @@
 /* textnorm.c - NFC, case folding, punctuation/digit stripping, whitespace collapse. */
 #include "textnorm.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,20 @@ static int is_punct_ascii(unsigned char c)
 {
 	/* ASCII code points of Unicode category P* ($+<=>^`|~ are symbols, S*) */
 	return strchr("!\"#%&'()*,-./:;?@[\\]_{}", c) != NULL && c != 0;
+}
+
+/* ASCII tables for the common flags: tab[fold][c] is the output byte (whitespace as
+ * ' '), isws[c] marks Python whitespace. Built once (pthread_once: thread-safe). */
+static unsigned char tab[2][128], isws[128];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void)
+{
+	for (int c = 0; c < 128; c++) {
+		isws[c] = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+		tab[0][c] = isws[c] ? ' ' : (unsigned char)c;
+		tab[1][c] = isws[c] ? ' ' : (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
 }
 
 static int ensure(textnorm_buf *b, size_t need)
@@ -42,16 +57,7 @@ static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int fl
 	if (ws && !sp && !sd) {
 		/* the common case, branch-free: every byte is stored (whitespace as ' '), and
 		 * the write position only advances past a space that follows a non-space */
-		static unsigned char tab[2][128], isws[128];
-		static int ready;
-		if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-			for (int c = 0; c < 128; c++) {
-				isws[c] = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
-				tab[0][c] = isws[c] ? ' ' : (unsigned char)c;
-				tab[1][c] = isws[c] ? ' ' : (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-			}
-			__atomic_store_n(&ready, 1, __ATOMIC_RELEASE); /* races write the same bytes */
-		}
+		pthread_once(&tables_once, init_tables);
 		const unsigned char *t = tab[fold ? 1 : 0];
 		unsigned prev = 1; /* leading whitespace is dropped */
 		for (size_t i = 0; i < len; i++) {

@@ -598,7 +598,7 @@ static int wb_reserve(tstate *st, size_t add)
 /* append n external bytes all mapped to original range [o, e) */
 static void wb_put(tstate *st, const char *s, size_t n, uint32_t o, uint32_t e)
 {
-	if (wb_reserve(st, n) < 0)
+	if (n == 0 || wb_reserve(st, n) < 0)
 		return;
 	wbuf *w = &st->w;
 	memcpy(w->s + w->n, s, n);
@@ -610,7 +610,7 @@ static void wb_put(tstate *st, const char *s, size_t n, uint32_t o, uint32_t e)
 /* append a copy of w[off, off+n) */
 static void wb_copy(tstate *st, size_t off, size_t n)
 {
-	if (wb_reserve(st, n) < 0)
+	if (n == 0 || wb_reserve(st, n) < 0)
 		return;
 	wbuf *w = &st->w;
 	memmove(w->s + w->n, w->s + off, n);

@@ -427,6 +427,8 @@ case("chat-named-list", "ds-template --chat-template $FIX/ds-template/tok/named 
 case("chat-qwen3-raw-kwargs", "ds-template --chat-template $FIX/ds-template/tok/qwen3.jinja --chat-template-kwargs '{\"enable_thinking\":false}' --add-generation-prompt $FIX/ds-template/chat.jsonl",
      inputs=[f"{D}/chat.jsonl"], chat=f"{D}/tok/qwen3.jinja", kwargs={"enable_thinking": False},
      add_gen=True)
+case("chat-qwen3-reasoning", "ds-template --chat-template $FIX/ds-template/tok/qwen3.jinja $FIX/ds-template/reasoning.jsonl",
+     inputs=[f"{D}/reasoning.jsonl"], chat=f"{D}/tok/qwen3.jinja")
 case("chat-prompts-court", "ds-template --prompts $ROOT/" + COURT + " --chat-template $FIX/ds-template/tok/smollm2 --drop '*' $FIX/datasets/court/de_fr/validation.jsonl",
      inputs=[f"{DS}/court/de_fr/validation.jsonl"], prompts=COURT, chat=f"{D}/tok/smollm2",
      drop=["*"])

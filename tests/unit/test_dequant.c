@@ -237,10 +237,11 @@ static size_t compare_gguf(const gguf_file *g, const st_file *ref, int need_all)
 		assert_int_equal(rt->n_elements, ne);
 		assert_non_null(t->data);
 		assert_int_equal(ggml_type_size_bytes((int)t->type, ne), t->size);
+		assert_int_equal(gguf_tensor_n_elements(t), ne);
 		float *out = malloc(ne * sizeof *out); // (ne,) ggml order == row-major numpy order
 		sft_error e = { 0 };
-		if (dequant_to_f32((int)t->type, t->data, ne, out, &e) < 0)
-			fail_msg("%s: %s", name, e.msg);
+		if (dequant_gguf_tensor(g, t, out, &e) < 0)
+			fail_msg("%s", e.msg);
 		size_t bad = 0;
 		for (uint64_t k = 0; k < ne; k++) {
 			uint32_t want;
@@ -276,6 +277,23 @@ static void test_tiny_gguf(void **s)
 	assert_int_equal(t->type, GGML_TYPE_Q4_K);
 	assert_int_equal(t->dims[0], 256);
 	assert_int_equal(t->dims[1], 2);
+	/* errors name the file and the tensor */
+	gguf_tensor bad = *t;
+	float out[512]; // (2, 256)
+	bad.type = 16; /* IQ2_XXS */
+	assert_true(dequant_gguf_tensor(g, &bad, out, &e) < 0);
+	char want[1400];
+	snprintf(want, sizeof want, "%s: tensor 'blk.0.ffn_gate.weight': cannot dequantize ggml type IQ2_XXS (16)", gp);
+	assert_string_equal(e.msg, want);
+	bad = *t;
+	bad.data = NULL;
+	assert_true(dequant_gguf_tensor(g, &bad, out, &e) < 0);
+	snprintf(want, sizeof want, "%s: tensor 'blk.0.ffn_gate.weight': its data is not in the file", gp);
+	assert_string_equal(e.msg, want);
+	bad = *t;
+	bad.size = 100;
+	assert_true(dequant_gguf_tensor(g, &bad, out, &e) < 0);
+	assert_non_null(strstr(e.msg, "size does not match Q4_K x 512"));
 	safetensors_close(ref);
 	gguf_close(g);
 }

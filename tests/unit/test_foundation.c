@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomic.h"
@@ -133,6 +134,21 @@ static void test_atomic_commit_and_abort(void **state)
 	assert_int_equal(rmdir(dir), 0); /* and no temporary litter */
 }
 
+static void test_atomic_non_regular_target(void **state)
+{
+	(void)state;
+	/* must write through, never rename over the device node */
+	sft_error e = {0};
+	atomic_file *af = atomic_open("/dev/null", &e);
+	assert_non_null(af);
+	assert_null(af->tmp_path);
+	fputs("x", af->fp);
+	assert_int_equal(atomic_commit(af, &e), 0);
+	struct stat st;
+	assert_int_equal(stat("/dev/null", &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+}
+
 static void test_cli_number_parsers(void **state)
 {
 	(void)state;
@@ -194,6 +210,7 @@ int main(void)
 		cmocka_unit_test(test_json_error_location),
 		cmocka_unit_test(test_config_flatten),
 		cmocka_unit_test(test_atomic_commit_and_abort),
+		cmocka_unit_test(test_atomic_non_regular_target),
 		cmocka_unit_test(test_cli_number_parsers),
 		cmocka_unit_test(test_cli_parse_short_and_long),
 	};

@@ -51,6 +51,23 @@ static void test_sha1_vectors(void **state)
 	assert_string_equal(h, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
 }
 
+/* The SHA-NI and portable block functions agree on every length around block edges. */
+static void test_sha1_paths_agree(void **state)
+{
+	(void)state;
+	uint8_t buf[300], a[20], b[20];
+	for (int i = 0; i < 300; i++) buf[i] = (uint8_t)(i * 37 + 11);
+	for (size_t n = 0; n <= 300; n++) {
+		sha1_digest(buf, n, a);
+		sha1_digest_portable(buf, n, b);
+		if (memcmp(a, b, 20)) fail_msg("length %zu: digests differ", n);
+	}
+	char h[41];
+	sha1_digest_portable("abc", 3, a);
+	hex(a, h);
+	assert_string_equal(h, "a9993e364706816aba3e25717850c26c9cd0d89d");
+}
+
 static void test_mt19937_and_permutations(void **state)
 {
 	(void)state;
@@ -128,6 +145,15 @@ static void check_sigs(const char *file, int num_perm, int ngram, int unit, uint
 static void test_signatures_match_datasketch_words(void **state)
 {
 	(void)state;
+	/* every permutation kernel this CPU can run (portable, AVX2, AVX-512) */
+	int ran = 0;
+	for (int level = 0; level <= 2; level++) {
+		if (minhash_force_kernel(level) < 0) continue;
+		check_sigs("signatures.tsv", 128, 5, MINHASH_WORD, 1);
+		ran++;
+	}
+	minhash_force_kernel(-1);
+	assert_true(ran >= 1);
 	check_sigs("signatures.tsv", 128, 5, MINHASH_WORD, 1);
 }
 
@@ -259,6 +285,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sha1_vectors),
+		cmocka_unit_test(test_sha1_paths_agree),
 		cmocka_unit_test(test_mt19937_and_permutations),
 		cmocka_unit_test(test_signatures_match_datasketch_words),
 		cmocka_unit_test(test_signatures_match_datasketch_chars),

@@ -888,10 +888,12 @@ static void run_input(const state *S, const char *path, FILE *out, atomic_file *
 		sft_error_set(&err, SFT_EXIT_RUNTIME, "%s: cannot open: %s", path, strerror(errno));
 		die_flushed(&err, af);
 	}
-	static char inbuf[1 << 20];
+	static char filebuf[1 << 20], stdinbuf[1 << 20];
 	static int stdin_used;
-	if (!is_stdin || !stdin_used++) /* setvbuf only before a stream's first read */
-		setvbuf(fp, inbuf, _IOFBF, sizeof inbuf);
+	if (!is_stdin) /* each file is closed before the next is opened */
+		setvbuf(fp, filebuf, _IOFBF, sizeof filebuf);
+	else if (!stdin_used++) /* setvbuf only before the stream's first read */
+		setvbuf(fp, stdinbuf, _IOFBF, sizeof stdinbuf);
 	jsonl_reader *r = jsonl_open_stream(fp, is_stdin ? "<stdin>" : path);
 	if (!r)
 		die(SFT_EXIT_RUNTIME, "out of memory");

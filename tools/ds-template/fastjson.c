@@ -17,6 +17,40 @@
 
 #include "jsonl.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Length of the prefix of s[0..n) made of bytes that are none of '"', '\\', < 0x20, and
+ * (if stop_high) >= 0x80, and (if stop_del) 0x7f: the bytes a JSON string reader or
+ * writer can copy as they are. SSE2 16 bytes at a time where available. */
+static size_t plain_run(const unsigned char *s, size_t n, int stop_high, int stop_del)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+		      ctl = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+	for (; i + 16 <= n; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+		__m128i bad = _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash));
+		bad = _mm_or_si128(bad, _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl)); /* x <= 0x1f */
+		if (stop_del)
+			bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, del));
+		int m = _mm_movemask_epi8(bad);
+		if (stop_high)
+			m |= _mm_movemask_epi8(x);
+		if (m)
+			return i + (size_t)__builtin_ctz((unsigned)m);
+	}
+#endif
+	for (; i < n; i++) {
+		unsigned c = s[i];
+		if (c == '"' || c == '\\' || c < 0x20 || (stop_high && c >= 0x80) || (stop_del && c == 0x7f))
+			break;
+	}
+	return i;
+}
+
 #define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 
 typedef struct P {
@@ -108,6 +142,9 @@ static int string_raw(P *p, const char **out, size_t *len, int *has_nul)
 	*has_nul = 0;
 	/* fast path: no escapes */
 	while (p->s < p->end) {
+		p->s += plain_run(p->s, (size_t)(p->end - p->s), 1, 0);
+		if (p->s >= p->end)
+			break;
 		unsigned c = *p->s;
 		if (c == '"') {
 			*out = (const char *)start;
@@ -396,13 +433,12 @@ int fastjson_utf8_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
 	while (p < end) {
-		while (end - p >= 8) {
-			uint64_t x;
-			memcpy(&x, p, 8);
-			if (x & 0x8080808080808080ULL)
-				break;
-			p += 8;
-		}
+#ifdef __SSE2__
+		while (end - p >= 16 && !_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)p)))
+			p += 16;
+#endif
+		while (p < end && *p < 0x80)
+			p++;
 		if (p >= end)
 			break;
 		size_t k = utf8_seq(p, end);
@@ -488,21 +524,7 @@ int fj_put_string(fj_buf *b, const char *s, size_t n)
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
 	while (p < end) {
 		const unsigned char *run = p;
-		/* 8 bytes at a time while none needs escaping (< 0x20, '"', '\\', DEL) */
-		while (end - p >= 8) {
-			uint64_t x;
-			memcpy(&x, p, 8);
-			const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-			uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
-			/* "has a byte < 0x20" and "has a zero byte" of x ^ c: no false negatives;
-			 * a false positive only costs the exact byte loop below */
-			uint64_t hit = (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) |
-					((bs - ones) & ~bs) | ((del - ones) & ~del)) &
-				       high;
-			if (hit)
-				break;
-			p += 8;
-		}
+		p += plain_run(p, (size_t)(end - p), 0, 1);
 		while (p < end && !esc_kind[*p])
 			p++;
 		memcpy(o, run, (size_t)(p - run));

@@ -212,19 +212,17 @@ typedef struct packer {
 	const opts *o;
 	shard_header out_h;
 	char *tmp_dir;
-	/* window store: tokens in output width (u16 or u32) + one mask byte per token */
+	/* window store, in the output's on-disk form: tokens in its width (u16 or u32) and
+	 * the loss mask bit-packed (bit i of the store = token i), so rows are assembled with
+	 * memcpy and bit-range copies */
 	void *tok;
-	uint8_t *mask;
+	uint8_t *mbits;
 	uint64_t n_tok, cap_tok;
 	doc *docs;
 	size_t n_docs, cap_docs;
 	uint64_t budget; /* tokens the window's rows may hold */
 	size_t n_carry;  /* wrapped: pieces of the last window's partial row, first in docs[] */
 	uint64_t seed_state;
-	/* row assembly */
-	uint32_t *row_tok;
-	uint8_t *row_mask;
-	shard_segment *row_segs;
 	/* totals */
 	uint64_t docs_in, docs_out, truncated, truncated_tokens, dropped, split, empty;
 	uint64_t tokens_in;
@@ -246,11 +244,6 @@ static void done_add(const char *path)
 		g_n_done++;
 }
 
-static inline uint32_t st_get(const packer *p, uint64_t i)
-{
-	return p->out_h.token_width == 2 ? ((const uint16_t *)p->tok)[i] : ((const uint32_t *)p->tok)[i];
-}
-
 static void store_reserve(packer *p, uint64_t extra)
 {
 	if (p->n_tok + extra <= p->cap_tok)
@@ -259,22 +252,57 @@ static void store_reserve(packer *p, uint64_t extra)
 	while (nc < p->n_tok + extra)
 		nc *= 2;
 	p->tok = xrealloc(p->tok, nc * p->out_h.token_width);
-	p->mask = xrealloc(p->mask, nc);
+	p->mbits = xrealloc(p->mbits, nc / 8 + 8);
 	p->cap_tok = nc;
 }
 
-static void store_doc(packer *p, uint64_t doc_id, uint32_t offset, const uint32_t *t, const uint8_t *m, uint32_t n)
+/* A document's tokens as they arrive: decoded (uint32 ids + one mask byte per token: JSONL,
+ * or an input whose width differs from the output's) or raw, already in the output's
+ * on-disk form (the fast path: tokens copied as they are, mask bits as bit ranges). */
+typedef struct doc_src {
+	const uint32_t *t32; /* decoded, when not NULL */
+	const uint8_t *m8;
+	const uint8_t *raw; /* raw: tokens in the output width */
+	const uint8_t *mbits;
+	size_t bit0; /* raw: bit of the first token in mbits */
+} doc_src;
+
+/* The source k tokens further on. */
+static doc_src src_skip(doc_src s, size_t k, unsigned width)
+{
+	if (s.t32) {
+		s.t32 += k;
+		s.m8 += k;
+	} else {
+		s.raw += k * width;
+		s.bit0 += k;
+	}
+	return s;
+}
+
+static void store_doc(packer *p, uint64_t doc_id, uint32_t offset, const doc_src *s, uint32_t n)
 {
 	store_reserve(p, n);
-	if (p->out_h.token_width == 2) {
-		uint16_t *restrict d = (uint16_t *)p->tok + p->n_tok;
-		const uint32_t *restrict src = t;
-		for (uint32_t i = 0; i < n; i++)
-			d[i] = (uint16_t)src[i];
+	unsigned width = p->out_h.token_width;
+	uint8_t *dt = (uint8_t *)p->tok + p->n_tok * width;
+	if (!s->t32) {
+		memcpy(dt, s->raw, (size_t)n * width);
+		shard_bits_copy(p->mbits, p->n_tok, s->mbits, s->bit0, n);
 	} else {
-		memcpy((uint32_t *)p->tok + p->n_tok, t, (size_t)n * 4);
+		if (width == 2) {
+			uint16_t *restrict d = (uint16_t *)(void *)dt;
+			const uint32_t *restrict src = s->t32;
+			for (uint32_t i = 0; i < n; i++)
+				d[i] = (uint16_t)src[i];
+		} else {
+			memcpy(dt, s->t32, (size_t)n * 4);
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t b = p->n_tok + i;
+			uint8_t bit = (uint8_t)(1u << (b & 7));
+			p->mbits[b >> 3] = (uint8_t)(s->m8[i] ? p->mbits[b >> 3] | bit : p->mbits[b >> 3] & ~bit);
+		}
 	}
-	memcpy(p->mask + p->n_tok, m, n);
 	if (p->n_docs == p->cap_docs) {
 		p->cap_docs = p->cap_docs ? p->cap_docs * 2 : 4096;
 		p->docs = xrealloc(p->docs, p->cap_docs * sizeof *p->docs);
@@ -301,35 +329,34 @@ static uint64_t doc_cost(const packer *p, uint64_t len)
 	}
 }
 
+/* Writes one row: its items' tokens and mask bits copied from the window store straight
+ * into the writer's buffer, then pad tokens up to pad_to. */
 static int emit_row(packer *p, shard_writer *w, const uint32_t *items, size_t n_items, uint32_t pad_to, sft_error *err)
 {
+	unsigned width = p->out_h.token_width;
 	size_t n = 0;
+	for (size_t j = 0; j < n_items; j++)
+		n += p->docs[items[j]].len;
+	size_t n_pad = pad_to > n ? pad_to - n : 0;
+	shard_slot sl;
+	if (shard_write_reserve(w, n + n_pad, n_items, n_pad, &sl, err) < 0)
+		return -1;
+	uint8_t *dt = sl.tokens;
+	size_t at = 0;
 	for (size_t j = 0; j < n_items; j++) {
 		const doc *d = &p->docs[items[j]];
-		if (p->out_h.token_width == 2) { /* locals + restrict: lets the compiler vectorize */
-			const uint16_t *restrict src = (const uint16_t *)p->tok + d->start;
-			uint32_t *restrict dst = p->row_tok + n;
-			const uint32_t len = d->len;
-			for (uint32_t i = 0; i < len; i++)
-				dst[i] = src[i];
-		} else {
-			memcpy(p->row_tok + n, (const uint32_t *)p->tok + d->start, (size_t)d->len * 4);
-		}
-		memcpy(p->row_mask + n, p->mask + d->start, d->len);
-		p->row_segs[j] = (shard_segment){.doc_id = d->doc_id, .offset = d->offset, .len = d->len};
-		n += d->len;
+		memcpy(dt + at * width, (const uint8_t *)p->tok + d->start * width, (size_t)d->len * width);
+		shard_bits_copy(sl.mask_bits, at, p->mbits, d->start, d->len);
+		sl.segs[j] = (shard_segment){.doc_id = d->doc_id, .offset = d->offset, .len = d->len};
+		at += d->len;
 	}
-	size_t n_pad = 0;
-	if (pad_to > n) {
-		n_pad = pad_to - n;
-		for (size_t i = n; i < pad_to; i++) {
-			p->row_tok[i] = p->out_h.pad_id;
-			p->row_mask[i] = 0;
-		}
-		n = pad_to;
+	for (size_t i = at; i < at + n_pad; i++) { /* mask bits of pads stay 0 */
+		if (width == 2)
+			((uint16_t *)(void *)dt)[i] = (uint16_t)p->out_h.pad_id;
+		else
+			((uint32_t *)(void *)dt)[i] = p->out_h.pad_id;
 	}
-	shard_record r = {.tokens = p->row_tok, .mask = p->row_mask, .n = n, .segs = p->row_segs, .n_seg = n_items, .n_pad = n_pad};
-	return shard_write(w, &r, err);
+	return shard_write_commit(w, err);
 }
 
 /* Packs the window's documents into one shard file. `final`: last window (wrapped keeps
@@ -508,21 +535,17 @@ static int flush_window(packer *p, int final, sft_error *err)
 			uint64_t w_at = 0;
 			for (size_t i = 0; i < carry_items; i++)
 				w_at += tmp[i].len;
-			uint8_t *stage = xmalloc((size_t)w_at * (wd + 1));
-			w_at = 0;
-			for (size_t i = 0; i < carry_items; i++) {
-				memcpy(stage + w_at * wd, (uint8_t *)p->tok + tmp[i].start * wd, (size_t)tmp[i].len * wd);
-				w_at += tmp[i].len;
-			}
+			uint8_t *stage = xmalloc((size_t)w_at * wd + (size_t)w_at / 8 + 8);
 			uint8_t *smask = stage + w_at * wd;
 			w_at = 0;
 			for (size_t i = 0; i < carry_items; i++) {
-				memcpy(smask + w_at, p->mask + tmp[i].start, tmp[i].len);
+				memcpy(stage + w_at * wd, (uint8_t *)p->tok + tmp[i].start * wd, (size_t)tmp[i].len * wd);
+				shard_bits_copy(smask, w_at, p->mbits, tmp[i].start, tmp[i].len);
 				tmp[i].start = w_at;
 				w_at += tmp[i].len;
 			}
 			memcpy(p->tok, stage, (size_t)w_at * wd);
-			memcpy(p->mask, smask, (size_t)w_at);
+			shard_bits_copy(p->mbits, 0, smask, 0, w_at);
 			free(stage);
 			memcpy(p->docs, tmp, carry_items * sizeof *tmp);
 			p->n_docs = carry_items;
@@ -544,7 +567,7 @@ out:
 }
 
 /* Adds one input document to the window (truncating / dropping per options). */
-static int add_doc(packer *p, uint64_t doc_id, const uint32_t *t, const uint8_t *m, size_t n, sft_error *err)
+static int add_doc(packer *p, uint64_t doc_id, const doc_src *s, size_t n, sft_error *err)
 {
 	const opts *o = p->o;
 	uint64_t L = (uint64_t)o->seq_len;
@@ -573,7 +596,7 @@ static int add_doc(packer *p, uint64_t doc_id, const uint32_t *t, const uint8_t 
 		for (size_t i = 0; i < p->n_docs; i++) /* wrapped carry */
 			p->budget += p->docs[i].len;
 	}
-	store_doc(p, doc_id, 0, t, m, (uint32_t)n);
+	store_doc(p, doc_id, 0, s, (uint32_t)n);
 	p->budget += cost;
 	p->docs_out++;
 	return 0;
@@ -807,9 +830,6 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	if (p.out_h.vocab_size && o->strategy == ST_NONE && p.out_h.pad_id >= p.out_h.vocab_size)
 		die_usage("--pad-id %lld is not below the vocab size %u", o->pad_id, p.out_h.vocab_size);
 	p.out_h.token_width = (p.out_h.vocab_size > 0 && p.out_h.vocab_size <= 65536) ? 2 : 4;
-	p.row_tok = xmalloc((size_t)o->seq_len * 4);
-	p.row_mask = xmalloc((size_t)o->seq_len);
-	p.row_segs = xmalloc((size_t)o->seq_len * sizeof *p.row_segs);
 
 	/* temporary directory beside the target */
 	size_t tl = strlen(o->out) + 16;
@@ -842,31 +862,58 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	uint64_t *input_docs = calloc(n_inputs, sizeof *input_docs);
 	progress_start(&p.prog, "tokens", 0, 0);
 	uint64_t doc_id = 0;
+	/* SFT_PACK_GENERIC=1 forces the decoded path (tests compare the two) */
+	const char *generic_env = getenv("SFT_PACK_GENERIC");
+	int force_generic = generic_env && *generic_env && strcmp(generic_env, "0");
+	unsigned width = p.out_h.token_width;
 	for (size_t i = 0; i < n_inputs; i++) {
-		shard_record rec;
+		const shard_header *ih = shard_reader_header(rd[i]);
+		/* fast path: a binary input already in the output's form (same width and vocab):
+		 * records are taken as they are on disk, nothing widened or unpacked */
+		int raw = !force_generic && !shard_reader_is_jsonl(rd[i]) && ih->token_width == width &&
+			  ih->vocab_size == p.out_h.vocab_size;
+		int check_ids = ih->vocab_size == 0 && p.out_h.vocab_size > 0;
 		int rc;
-		int check_ids = shard_reader_header(rd[i])->vocab_size == 0 && p.out_h.vocab_size > 0;
-		while ((rc = shard_read(rd[i], &rec, &err)) == 1) {
-			if (check_ids) /* JSONL: the reader knew no vocab */
-				for (size_t t = 0; t < rec.n; t++)
+		for (;;) {
+			shard_record rec;
+			shard_view v;
+			doc_src src = {0};
+			size_t n, n_seg;
+			const shard_segment *segs;
+			if (raw) {
+				if ((rc = shard_read_view(rd[i], &v, &err)) != 1)
+					break;
+				src = (doc_src){.raw = v.tokens, .mbits = v.mask_bits};
+				n = v.n, n_seg = v.n_seg, segs = v.segs;
+			} else {
+				if ((rc = shard_read(rd[i], &rec, &err)) != 1)
+					break;
+				src = (doc_src){.t32 = rec.tokens, .m8 = rec.mask};
+				n = rec.n, n_seg = rec.n_seg, segs = rec.segs;
+			}
+			if (check_ids) /* JSONL: the reader knew no vocab (never raw) */
+				for (size_t t = 0; t < n; t++)
 					if (rec.tokens[t] >= p.out_h.vocab_size)
 						die(SFT_EXIT_DATA, "%s:%" PRIu64 ": input_ids[%zu]: token id %u >= vocab size %u",
 						    strcmp(inputs[i], "-") ? inputs[i] : "<stdin>", shard_reader_offset(rd[i]), t,
 						    rec.tokens[t], p.out_h.vocab_size);
-			if (rec.n_seg == 0) {
-				if (add_doc(&p, doc_id++, rec.tokens, rec.mask, rec.n, &err) < 0)
+			if (n_seg == 0) {
+				if (add_doc(&p, doc_id++, &src, n, &err) < 0)
 					die_err(&err);
 				input_docs[i]++;
 			} else { /* a packed input: its segments are the documents */
 				size_t at = 0;
-				for (size_t s = 0; s < rec.n_seg; s++) {
-					if (add_doc(&p, doc_id++, rec.tokens + at, rec.mask + at, rec.segs[s].len, &err) < 0)
+				for (size_t k = 0; k < n_seg; k++) {
+					shard_segment sg;
+					memcpy(&sg, &segs[k], sizeof sg);
+					doc_src ss = src_skip(src, at, width);
+					if (add_doc(&p, doc_id++, &ss, sg.len, &err) < 0)
 						die_err(&err);
-					at += rec.segs[s].len;
+					at += sg.len;
 					input_docs[i]++;
 				}
 			}
-			progress_add(&p.prog, rec.n, 0);
+			progress_add(&p.prog, n, 0);
 		}
 		if (rc < 0)
 			die_err(&err);
@@ -909,12 +956,9 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	free(input_docs);
 	free(rd);
 	free(p.tok);
-	free(p.mask);
+	free(p.mbits);
 	free(p.docs);
 	free(p.files);
-	free(p.row_tok);
-	free(p.row_mask);
-	free(p.row_segs);
 	free(p.tmp_dir);
 	return 0;
 }

@@ -1,0 +1,604 @@
+/* ops_cpu.c - CPU implementation of libcommon/ops.h (owner: ops).
+ *
+ * The typed ops are written once, in the second half of this file, over `real`, and
+ * instantiated twice by including this file into itself: for float (cblas_sgemm) and for
+ * double (cblas_dgemm, names suffixed _f64). Every parallel loop writes disjoint outputs
+ * and every reduction runs in a fixed order, so results do not depend on the OpenMP
+ * schedule; the only thread-count dependence is inside OpenBLAS gemm. */
+#if !defined(OPS_CPU_PASS)
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ops.h"
+
+int ops_rope_inv_freq(float *inv_freq, const ops_rope_config *cfg, sft_error *err)
+{
+	int dim = cfg->head_dim;
+	if (dim <= 0 || dim % 2)
+		return sft_error_set(err, SFT_EXIT_USAGE, "rope: head_dim %d must be positive and even", dim);
+	if (!(cfg->theta > 0))
+		return sft_error_set(err, SFT_EXIT_USAGE, "rope: rope_theta must be positive");
+	if (cfg->scaling != OPS_ROPE_DEFAULT && !(cfg->factor > 0))
+		return sft_error_set(err, SFT_EXIT_USAGE, "rope: scaling factor must be positive");
+	if (cfg->scaling == OPS_ROPE_LLAMA3 &&
+	    (!(cfg->high_freq_factor > cfg->low_freq_factor) || !(cfg->low_freq_factor > 0) ||
+	     !(cfg->original_max_position_embeddings > 0)))
+		return sft_error_set(err, SFT_EXIT_USAGE,
+				     "rope: llama3 scaling needs 0 < low_freq_factor < high_freq_factor "
+				     "and original_max_position_embeddings > 0");
+	if (cfg->scaling < OPS_ROPE_DEFAULT || cfg->scaling > OPS_ROPE_LLAMA3)
+		return sft_error_set(err, SFT_EXIT_USAGE, "rope: unknown scaling type %d", cfg->scaling);
+	/* transformers: 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)), all fp32.
+	 * The fp32 power is taken correctly rounded (double pow, rounded once); torch's
+	 * vectorized powf is within 1 ulp of it, glibc powf and numpy may differ by 1 ulp. */
+	float base = (float)cfg->theta;
+	for (int i = 0; i < dim / 2; i++) {
+		float e = (float)(2 * i) / (float)dim;
+		float p = (float)pow((double)base, (double)e);
+		inv_freq[i] = 1.0f / p;
+	}
+	if (cfg->scaling == OPS_ROPE_LINEAR) {
+		for (int i = 0; i < dim / 2; i++) inv_freq[i] = inv_freq[i] / (float)cfg->factor;
+	} else if (cfg->scaling == OPS_ROPE_LLAMA3) {
+		/* transformers _compute_llama3_parameters, tensor ops in fp32 */
+		float factor = (float)cfg->factor;
+		float lo = (float)cfg->low_freq_factor;
+		float old = (float)cfg->original_max_position_embeddings;
+		double low_wavelen = cfg->original_max_position_embeddings / cfg->low_freq_factor;
+		double high_wavelen = cfg->original_max_position_embeddings / cfg->high_freq_factor;
+		for (int i = 0; i < dim / 2; i++) {
+			float f = inv_freq[i];
+			/* torch evaluates `scalar / tensor` as reciprocal(tensor) * scalar */
+			float wavelen = (1.0f / f) * (float)(2 * M_PI);
+			float g = wavelen > (float)low_wavelen ? f / factor : f;
+			if (!(wavelen < (float)high_wavelen) && !(wavelen > (float)low_wavelen)) {
+				float smooth = ((1.0f / wavelen) * old - lo) / (float)(cfg->high_freq_factor -
+										    cfg->low_freq_factor);
+				g = (1.0f - smooth) * g / factor + smooth * g;
+			}
+			inv_freq[i] = g;
+		}
+	}
+	return 0;
+}
+
+size_t ops_fused_ce_scratch_size(int C, int V)
+{
+	size_t vc = (size_t)(V < OPS_CE_VCHUNK ? V : OPS_CE_VCHUNK);
+	return (size_t)OPS_CE_ROWS * vc + 2 * (size_t)OPS_CE_ROWS * (size_t)C;
+}
+
+double ops_clip_scale(double total_norm, double max_norm)
+{
+	if (!(max_norm > 0)) return 1.0;
+	double c = max_norm / (total_norm + 1e-6);
+	return c < 1.0 ? c : 1.0;
+}
+
+/* instantiate the typed ops */
+#define OPS_CPU_PASS 1
+#define real float
+#define FN(name) name
+#define GEMM cblas_sgemm
+#define EXP expf
+#define LOG logf
+#define SQRT sqrtf
+#define TANH tanhf
+#include "ops_cpu.c"
+#undef real
+#undef FN
+#undef GEMM
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef TANH
+#define real double
+#define FN(name) name##_f64
+#define GEMM cblas_dgemm
+#define EXP exp
+#define LOG log
+#define SQRT sqrt
+#define TANH tanh
+#include "ops_cpu.c"
+
+#else /* OPS_CPU_PASS: typed implementation, included twice */
+
+/* ---- linear ---------------------------------------------------------------------------- */
+
+void FN(ops_matmul_forward)(real *out, const real *x, const real *W, const real *bias, int N,
+			    int IN, int OUT)
+{
+	if (bias) {
+#pragma omp parallel for schedule(static)
+		for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OUT, bias, sizeof(real) * OUT);
+	}
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OUT, IN, 1, x, IN, W, IN, bias ? 1 : 0,
+	     out, OUT);
+}
+
+void FN(ops_matmul_backward)(real *dx, real *dW, real *db, const real *dout, const real *x,
+			     const real *W, int N, int IN, int OUT)
+{
+	if (dx) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IN, OUT, 1, dout, OUT, W, IN, 1, dx, IN);
+	if (dW) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, N, 1, dout, OUT, x, IN, 1, dW, IN);
+	if (db) {
+		/* columns in parallel, rows in order: fixed summation order */
+#pragma omp parallel for schedule(static)
+		for (int o = 0; o < OUT; o++) {
+			real s = 0;
+			for (int n = 0; n < N; n++) s += dout[(size_t)n * OUT + o];
+			db[o] += s;
+		}
+	}
+}
+
+/* ---- embedding ------------------------------------------------------------------------- */
+
+void FN(ops_embedding_forward)(real *out, const int32_t *ids, const real *wte, real scale, int N,
+			       int C)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const real *e = wte + (size_t)ids[n] * C;
+		real *o = out + (size_t)n * C;
+		for (int c = 0; c < C; c++) o[c] = e[c] * scale;
+	}
+}
+
+void FN(ops_embedding_backward)(real *dwte, const real *dout, const int32_t *ids, real scale,
+				int N, int C)
+{
+	/* Parallel over channel blocks, tokens in order inside each: no two threads write the
+	 * same element, and each element sums its tokens in token order. */
+	enum { CB = 64 };
+	int nb = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < nb; b++) {
+		int c0 = b * CB, c1 = c0 + CB < C ? c0 + CB : C;
+		for (int n = 0; n < N; n++) {
+			real *d = dwte + (size_t)ids[n] * C;
+			const real *g = dout + (size_t)n * C;
+			for (int c = c0; c < c1; c++) d[c] += g[c] * scale;
+		}
+	}
+}
+
+/* ---- rmsnorm --------------------------------------------------------------------------- */
+
+void FN(ops_rmsnorm_forward)(real *out, real *rstd, const real *x, const real *w, real w_offset,
+			     real eps, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const real *xr = x + (size_t)n * C;
+		real *o = out + (size_t)n * C;
+		real ss = 0;
+		for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
+		real r = 1 / SQRT(ss / C + eps);
+		for (int c = 0; c < C; c++) o[c] = (xr[c] * r) * (w_offset + w[c]);
+		if (rstd) rstd[n] = r;
+	}
+}
+
+void FN(ops_rmsnorm_backward)(real *dx, real *dw, const real *dout, const real *x, const real *w,
+			      const real *rstd, real w_offset, int N, int C)
+{
+	if (dx) {
+		/* y = xhat * g_w, xhat = x * r: dx = r * (dxhat - xhat * mean(dxhat * xhat)) */
+#pragma omp parallel for schedule(static)
+		for (int n = 0; n < N; n++) {
+			const real *xr = x + (size_t)n * C, *d = dout + (size_t)n * C;
+			real *o = dx + (size_t)n * C;
+			real r = rstd[n], dot = 0;
+			for (int c = 0; c < C; c++) dot += d[c] * (w_offset + w[c]) * xr[c] * r;
+			dot /= C;
+			for (int c = 0; c < C; c++)
+				o[c] += r * (d[c] * (w_offset + w[c]) - xr[c] * r * dot);
+		}
+	}
+	if (dw) {
+#pragma omp parallel for schedule(static)
+		for (int c = 0; c < C; c++) {
+			real s = 0;
+			for (int n = 0; n < N; n++)
+				s += dout[(size_t)n * C + c] * x[(size_t)n * C + c] * rstd[n];
+			dw[c] += s;
+		}
+	}
+}
+
+/* ---- rope ------------------------------------------------------------------------------ */
+
+/* cos/sin of the angle for position p and frequency f. The float path forms the angle in
+ * fp32 exactly as transformers does (inv_freq @ position_ids in fp32), then rounds the
+ * accurate cos/sin of that fp32 angle. */
+static inline void FN(rope_cs)(int32_t p, float f, real *c, real *s)
+{
+	real ang = (real)((real)p * (real)f);
+	*c = (real)cos((double)ang);
+	*s = (real)sin((double)ang);
+}
+
+void FN(ops_rope_forward)(real *out, const real *x, const int32_t *pos, const float *inv_freq,
+			  int N, int H, int D)
+{
+	int half = D / 2;
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		for (int i = 0; i < half; i++) {
+			real c, s;
+			FN(rope_cs)(pos[n], inv_freq[i], &c, &s);
+			for (int h = 0; h < H; h++) {
+				size_t o = ((size_t)n * H + h) * D;
+				real a = x[o + i], b = x[o + i + half];
+				out[o + i] = a * c - b * s;
+				out[o + i + half] = b * c + a * s;
+			}
+		}
+	}
+}
+
+void FN(ops_rope_backward)(real *dx, const real *dout, const int32_t *pos, const float *inv_freq,
+			   int N, int H, int D)
+{
+	int half = D / 2;
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		for (int i = 0; i < half; i++) {
+			real c, s;
+			FN(rope_cs)(pos[n], inv_freq[i], &c, &s);
+			for (int h = 0; h < H; h++) {
+				size_t o = ((size_t)n * H + h) * D;
+				real a = dout[o + i], b = dout[o + i + half];
+				dx[o + i] += a * c + b * s;
+				dx[o + i + half] += b * c - a * s;
+			}
+		}
+	}
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+/* First key index query t may attend to (segment run start, window). */
+static inline int FN(attn_lo)(const int32_t *segrow, int t, int window)
+{
+	int lo = 0;
+	if (segrow) {
+		lo = t;
+		while (lo > 0 && segrow[lo - 1] == segrow[t]) lo--;
+	}
+	if (window > 0 && t - window + 1 > lo) lo = t - window + 1;
+	return lo;
+}
+
+/* Last query index that may attend to key s. */
+static inline int FN(attn_hi)(const int32_t *segrow, int s, int T, int window)
+{
+	int hi = T - 1;
+	if (segrow) {
+		hi = s;
+		while (hi < T - 1 && segrow[hi + 1] == segrow[s]) hi++;
+	}
+	if (window > 0 && s + window - 1 < hi) hi = s + window - 1;
+	return hi;
+}
+
+static inline real FN(dot)(const real *a, const real *b, int D)
+{
+	real s = 0;
+	/* omp simd: a fixed vector-lane split of the sum, the same on every run */
+#pragma omp simd reduction(+ : s)
+	for (int d = 0; d < D; d++) s += a[d] * b[d];
+	return s;
+}
+
+/* Logit of (q, k) after scale and optional softcap; *dlogit gets d logit / d raw score. */
+static inline real FN(attn_logit)(const real *q, const real *k, int D, real scale, real softcap,
+				  real *dfac)
+{
+	real c = scale * FN(dot)(q, k, D);
+	if (softcap > 0) {
+		real th = TANH(c / softcap);
+		if (dfac) *dfac = 1 - th * th;
+		return softcap * th;
+	}
+	if (dfac) *dfac = 1;
+	return c;
+}
+
+void FN(ops_attention_forward)(real *out, real *lse, const real *q, const real *k, const real *v,
+			       const int32_t *seg, int B, int T, int Hq, int Hkv, int D, real scale,
+			       int window, real softcap)
+{
+	enum { KB = 64 }; /* keys per block of the online softmax */
+	int group = Hq / Hkv;
+	long total = (long)B * T * Hq;
+#pragma omp parallel for schedule(static, 1)
+	for (long idx = 0; idx < total; idx++) {
+		int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
+		int g = h / group;
+		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
+		const real *qr = q + (((size_t)b * T + t) * Hq + h) * D;
+		real *o = out + (((size_t)b * T + t) * Hq + h) * D;
+		int lo = FN(attn_lo)(segrow, t, window);
+		real sc[KB];
+		real m = -INFINITY, l = 0;
+		for (int d = 0; d < D; d++) o[d] = 0;
+		for (int s0 = lo; s0 <= t; s0 += KB) {
+			int s1 = s0 + KB <= t + 1 ? s0 + KB : t + 1;
+			real bm = -INFINITY;
+			for (int s = s0; s < s1; s++) {
+				const real *kr = k + (((size_t)b * T + s) * Hkv + g) * D;
+				real c = FN(attn_logit)(qr, kr, D, scale, softcap, NULL);
+				sc[s - s0] = c;
+				if (c > bm) bm = c;
+			}
+			if (bm > m) { /* rescale what was accumulated under the old max */
+				real corr = EXP(m - bm);
+				l *= corr;
+#pragma omp simd
+				for (int d = 0; d < D; d++) o[d] *= corr;
+				m = bm;
+			}
+			for (int s = s0; s < s1; s++) {
+				const real *vr = v + (((size_t)b * T + s) * Hkv + g) * D;
+				real p = EXP(sc[s - s0] - m);
+				l += p;
+#pragma omp simd
+				for (int d = 0; d < D; d++) o[d] += p * vr[d];
+			}
+		}
+		real inv = 1 / l;
+		for (int d = 0; d < D; d++) o[d] *= inv;
+		lse[idx] = m + LOG(l);
+	}
+}
+
+void FN(ops_attention_backward)(real *dq, real *dk, real *dv, real *scratch, const real *dout,
+				const real *out, const real *lse, const real *q, const real *k,
+				const real *v, const int32_t *seg, int B, int T, int Hq, int Hkv,
+				int D, real scale, int window, real softcap)
+{
+	int group = Hq / Hkv;
+	long total = (long)B * T * Hq;
+	/* pass 1, per query row: delta = dout.out, then dq (private to the row) */
+#pragma omp parallel for schedule(static, 1)
+	for (long idx = 0; idx < total; idx++) {
+		int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
+		int g = h / group;
+		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
+		size_t qo = (((size_t)b * T + t) * Hq + h) * D;
+		const real *qr = q + qo, *dor = dout + qo;
+		real *dqr = dq + qo;
+		real delta = FN(dot)(dor, out + qo, D);
+		scratch[idx] = delta;
+		real L = lse[idx];
+		int lo = FN(attn_lo)(segrow, t, window);
+		for (int s = lo; s <= t; s++) {
+			size_t ko = (((size_t)b * T + s) * Hkv + g) * D;
+			real fac;
+			real p = EXP(FN(attn_logit)(qr, k + ko, D, scale, softcap, &fac) - L);
+			real ds = p * (FN(dot)(dor, v + ko, D) - delta) * fac * scale;
+#pragma omp simd
+			for (int d = 0; d < D; d++) dqr[d] += ds * k[ko + d];
+		}
+	}
+	/* pass 2, per key row of each kv head: dk, dv summed over the group's query heads and
+	 * the queries that see this key, in a fixed order */
+	long ktotal = (long)B * T * Hkv;
+#pragma omp parallel for schedule(static, 1)
+	for (long idx = 0; idx < ktotal; idx++) {
+		int g = (int)(idx % Hkv), s = (int)((idx / Hkv) % T), b = (int)(idx / ((long)Hkv * T));
+		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
+		size_t ko = (((size_t)b * T + s) * Hkv + g) * D;
+		const real *kr = k + ko, *vr = v + ko;
+		real *dkr = dk + ko, *dvr = dv + ko;
+		int hi = FN(attn_hi)(segrow, s, T, window);
+		for (int h = g * group; h < (g + 1) * group; h++) {
+			for (int t = s; t <= hi; t++) {
+				size_t ri = ((size_t)b * T + t) * Hq + h;
+				const real *qr = q + ri * D, *dor = dout + ri * D;
+				real fac;
+				real p = EXP(FN(attn_logit)(qr, kr, D, scale, softcap, &fac) - lse[ri]);
+				real ds = p * (FN(dot)(dor, vr, D) - scratch[ri]) * fac * scale;
+#pragma omp simd
+				for (int d = 0; d < D; d++) {
+					dvr[d] += p * dor[d];
+					dkr[d] += ds * qr[d];
+				}
+			}
+		}
+	}
+}
+
+/* ---- gated activations ----------------------------------------------------------------- */
+
+void FN(ops_swiglu_forward)(real *out, const real *gate, const real *up, size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		real g = gate[i];
+		out[i] = g / (1 + EXP(-g)) * up[i];
+	}
+}
+
+void FN(ops_swiglu_backward)(real *dgate, real *dup, const real *dout, const real *gate,
+			     const real *up, size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		real g = gate[i], sg = 1 / (1 + EXP(-g));
+		real silu = g * sg;
+		if (dgate) dgate[i] += dout[i] * up[i] * sg * (1 + g * (1 - sg));
+		if (dup) dup[i] += dout[i] * silu;
+	}
+}
+
+/* gelu tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#define GELU_K ((real)0.7978845608028654)
+#define GELU_A ((real)0.044715)
+
+void FN(ops_geglu_forward)(real *out, const real *gate, const real *up, size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		real x = gate[i];
+		real th = TANH(GELU_K * (x + GELU_A * x * x * x));
+		out[i] = (real)0.5 * x * (1 + th) * up[i];
+	}
+}
+
+void FN(ops_geglu_backward)(real *dgate, real *dup, const real *dout, const real *gate,
+			    const real *up, size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		real x = gate[i];
+		real th = TANH(GELU_K * (x + GELU_A * x * x * x));
+		real gelu = (real)0.5 * x * (1 + th);
+		real dgelu = (real)0.5 * (1 + th) +
+			     (real)0.5 * x * (1 - th * th) * GELU_K * (1 + 3 * GELU_A * x * x);
+		if (dgate) dgate[i] += dout[i] * up[i] * dgelu;
+		if (dup) dup[i] += dout[i] * gelu;
+	}
+}
+#undef GELU_K
+#undef GELU_A
+
+/* ---- fused linear + cross-entropy ------------------------------------------------------ */
+
+ops_ce_stats FN(ops_fused_linear_ce)(real *dhidden, real *dW, real *scratch, const real *hidden,
+				     const real *W, const int32_t *targets, real grad_scale, int N,
+				     int C, int V)
+{
+	enum { R = OPS_CE_ROWS };
+	int VC = V < OPS_CE_VCHUNK ? V : OPS_CE_VCHUNK;
+	real *logits = scratch;                  // (R, VC)
+	real *hb = logits + (size_t)R * VC;      // (R, C) gathered hidden rows
+	real *dhb = hb + (size_t)R * C;          // (R, C) their gradient
+	ops_ce_stats st = {0, 0, 0};
+	int idx[R];
+	double m[R], l[R], lse[R];
+	real best[R], tl[R];
+	int arg[R];
+	int n = 0;
+	while (n < N) {
+		/* gather the next block of trained rows; untrained rows cost nothing */
+		int r = 0;
+		for (; n < N && r < R; n++)
+			if (targets[n] >= 0) idx[r++] = n;
+		if (r == 0) break;
+		for (int i = 0; i < r; i++) {
+			memcpy(hb + (size_t)i * C, hidden + (size_t)idx[i] * C, sizeof(real) * C);
+			m[i] = -INFINITY; l[i] = 0; best[i] = -INFINITY; arg[i] = -1; tl[i] = 0;
+		}
+		for (int v0 = 0; v0 < V; v0 += VC) {
+			int vc = v0 + VC <= V ? VC : V - v0;
+			GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, vc, C, 1, hb, C,
+			     W + (size_t)v0 * C, C, 0, logits, vc);
+#pragma omp parallel for schedule(static)
+			for (int i = 0; i < r; i++) {
+				const real *lg = logits + (size_t)i * vc;
+				real bm = lg[0];
+				int ba = 0;
+				for (int j = 1; j < vc; j++)
+					if (lg[j] > bm) { bm = lg[j]; ba = j; }
+				if (bm > best[i]) { best[i] = bm; arg[i] = v0 + ba; }
+				double nm = m[i] > (double)bm ? m[i] : (double)bm;
+				double s = 0;
+				real nmr = (real)nm;
+				for (int j = 0; j < vc; j++) s += (double)EXP(lg[j] - nmr);
+				l[i] = l[i] * exp(m[i] - nm) + s;
+				m[i] = nm;
+				int tg = targets[idx[i]];
+				if (tg >= v0 && tg < v0 + vc) tl[i] = lg[tg - v0];
+			}
+		}
+		for (int i = 0; i < r; i++) {
+			lse[i] = m[i] + log(l[i]);
+			st.loss_sum += lse[i] - (double)tl[i];
+			st.n_tokens++;
+			if (arg[i] == targets[idx[i]]) st.n_correct++;
+		}
+		if (!dhidden && !dW) continue;
+		memset(dhb, 0, sizeof(real) * (size_t)r * C);
+		for (int v0 = 0; v0 < V; v0 += VC) {
+			int vc = v0 + VC <= V ? VC : V - v0;
+			GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, vc, C, 1, hb, C,
+			     W + (size_t)v0 * C, C, 0, logits, vc);
+			/* dL/dlogit = softmax - onehot(target), times grad_scale */
+#pragma omp parallel for schedule(static)
+			for (int i = 0; i < r; i++) {
+				real *lg = logits + (size_t)i * vc;
+				real li = (real)lse[i];
+				for (int j = 0; j < vc; j++) lg[j] = EXP(lg[j] - li) * grad_scale;
+				int tg = targets[idx[i]];
+				if (tg >= v0 && tg < v0 + vc) lg[tg - v0] -= grad_scale;
+			}
+			if (dhidden)
+				GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, C, vc, 1, logits, vc,
+				     W + (size_t)v0 * C, C, 1, dhb, C);
+			if (dW)
+				GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, vc, C, r, 1, logits, vc, hb,
+				     C, 1, dW + (size_t)v0 * C, C);
+		}
+		if (dhidden)
+			for (int i = 0; i < r; i++) {
+				real *d = dhidden + (size_t)idx[i] * C;
+				const real *s = dhb + (size_t)i * C;
+				for (int c = 0; c < C; c++) d[c] += s[c];
+			}
+	}
+	return st;
+}
+
+/* ---- optimizer ------------------------------------------------------------------------- */
+
+double FN(ops_sq_sum)(const real *g, size_t n)
+{
+	/* fixed 64 blocks summed in order: the same bits for any thread count */
+	enum { NB = 64 };
+	double part[NB];
+	size_t per = (n + NB - 1) / NB;
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < NB; b++) {
+		size_t i0 = (size_t)b * per, i1 = i0 + per < n ? i0 + per : n;
+		double s = 0;
+		for (size_t i = i0; i < i1; i++) s += (double)g[i] * (double)g[i];
+		part[b] = s;
+	}
+	double s = 0;
+	for (int b = 0; b < NB; b++) s += part[b];
+	return s;
+}
+
+void FN(ops_adamw_step)(real *param, const real *grad, real *m, real *v, size_t n,
+			const ops_adamw_config *cfg, long step, double lr, double weight_decay,
+			double grad_scale)
+{
+	/* scalars formed in double and rounded once, as torch does with Python floats */
+	real b2 = (real)cfg->beta2, eps = (real)cfg->eps;
+	real omb1 = (real)(1.0 - cfg->beta1), omb2 = (real)(1.0 - cfg->beta2);
+	real decay = (real)(1.0 - lr * weight_decay);
+	double bc1 = 1.0 - pow(cfg->beta1, (double)step);
+	double bc2 = 1.0 - pow(cfg->beta2, (double)step);
+	real step_size = (real)(lr / bc1);
+	real bc2_sqrt = (real)sqrt(bc2);
+	real gs = (real)grad_scale;
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		real g = grad[i] * gs;
+		real p = param[i] * decay;
+		real mi = m[i] + omb1 * (g - m[i]); /* torch lerp */
+		real vi = v[i] * b2 + omb2 * g * g;
+		m[i] = mi;
+		v[i] = vi;
+		param[i] = p - step_size * (mi / (SQRT(vi) / bc2_sqrt + eps));
+	}
+}
+
+#endif /* OPS_CPU_PASS */
