@@ -4302,7 +4302,8 @@ static jv select_impl(R *r, const jv *v, const args *a, const node *at, int attr
 		tname = t.s;
 		tlen = t.n;
 	}
-	args ta = {.pos = a->pos + first + 1, .np = a->np > first + 1 ? a->np - first - 1 : 0, .kn = a->kn, .kl = a->kl, .kv = a->kv, .nk = a->nk};
+	args ta = {.pos = a->np > first + 1 ? a->pos + first + 1 : NULL, .np = a->np > first + 1 ? a->np - first - 1 : 0,
+		   .kn = a->kn, .kl = a->kl, .kv = a->kv, .nk = a->nk};
 	vvec out = {0};
 	for (size_t i = 0; i < l->n; i++) {
 		jv x = attr ? attr_path(r, &l->v[i], attr, at) : l->v[i];

@@ -223,7 +223,7 @@ static int put_string(sbuf *b, const char *s, size_t n)
 		case '\b': esc = "\\b"; break;
 		case '\f': esc = "\\f"; break;
 		default:
-			if (c < 0x20 || c == 0x7f) {
+			if (c < 0x20) { /* as Python json.dumps: DEL (0x7f) stays raw */
 				u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
 				u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = 0;
 				esc = u;

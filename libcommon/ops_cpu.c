@@ -107,6 +107,30 @@ double ops_clip_scale(double total_norm, double max_norm)
 
 #else /* OPS_CPU_PASS: typed implementation, included twice */
 
+/* acc[c] += sum_n a[n,c] (* b[n,c] * r[n] when b is given), rows summed in order per
+ * column; column blocks in parallel, rows streamed contiguously. */
+static void FN(colsum_acc)(real *acc, const real *a, const real *b, const real *r, int N, int C)
+{
+	enum { CB = 64 };
+	int nb = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+	for (int blk = 0; blk < nb; blk++) {
+		int c0 = blk * CB, w = c0 + CB <= C ? CB : C - c0;
+		real s[CB] = {0};
+		for (int n = 0; n < N; n++) {
+			const real *ar = a + (size_t)n * C + c0;
+			if (b) {
+				const real *br = b + (size_t)n * C + c0;
+				real rn = r[n];
+				for (int c = 0; c < w; c++) s[c] += ar[c] * br[c] * rn;
+			} else {
+				for (int c = 0; c < w; c++) s[c] += ar[c];
+			}
+		}
+		for (int c = 0; c < w; c++) acc[c0 + c] += s[c];
+	}
+}
+
 /* ---- linear ---------------------------------------------------------------------------- */
 
 void FN(ops_matmul_forward)(real *out, const real *x, const real *W, const real *bias, int N,
@@ -125,15 +149,7 @@ void FN(ops_matmul_backward)(real *dx, real *dW, real *db, const real *dout, con
 {
 	if (dx) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IN, OUT, 1, dout, OUT, W, IN, 1, dx, IN);
 	if (dW) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, N, 1, dout, OUT, x, IN, 1, dW, IN);
-	if (db) {
-		/* columns in parallel, rows in order: fixed summation order */
-#pragma omp parallel for schedule(static)
-		for (int o = 0; o < OUT; o++) {
-			real s = 0;
-			for (int n = 0; n < N; n++) s += dout[(size_t)n * OUT + o];
-			db[o] += s;
-		}
-	}
+	if (db) FN(colsum_acc)(db, dout, NULL, NULL, N, OUT);
 }
 
 /* ---- embedding ------------------------------------------------------------------------- */
@@ -200,15 +216,7 @@ void FN(ops_rmsnorm_backward)(real *dx, real *dw, const real *dout, const real *
 				o[c] += r * (d[c] * (w_offset + w[c]) - xr[c] * r * dot);
 		}
 	}
-	if (dw) {
-#pragma omp parallel for schedule(static)
-		for (int c = 0; c < C; c++) {
-			real s = 0;
-			for (int n = 0; n < N; n++)
-				s += dout[(size_t)n * C + c] * x[(size_t)n * C + c] * rstd[n];
-			dw[c] += s;
-		}
-	}
+	if (dw) FN(colsum_acc)(dw, dout, x, rstd, N, C);
 }
 
 /* ---- rope ------------------------------------------------------------------------------ */

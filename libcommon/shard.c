@@ -739,7 +739,7 @@ struct shard_reader {
 	 * unread; pages before `dropped` were given back (MADV_DONTNEED) */
 	const uint8_t *map;
 	size_t map_size, dropped;
-	uint64_t hashed; /* mmap: bytes [0, hashed) are in the running checksum */
+	uint64_t hashed;  /* mmap: bytes [0, hashed) are in the running checksum */
 	int done;
 	int failed;
 };
@@ -1038,7 +1038,7 @@ static int read_next(shard_reader *r, const uint8_t **body, uint32_t *np, uint32
 	if (r->done)
 		return 0;
 	uint64_t rec_off = r->off;
-	if (r->map && rec_off - r->hashed >= ((uint64_t)4 << 20)) {
+	if (r->map && rec_off - r->hashed >= ((uint64_t)256 << 10)) { /* still in cache */
 		r_hash_sync(r, rec_off);
 		r_drop_consumed(r);
 	}

@@ -913,7 +913,8 @@ static void apply_split(tstate *st, span p, int behavior, int invert, spanvec *o
 				m[--w] = (mspan){ m[ii].s, m[ii].e, 0 };
 			prev = im;
 		}
-		memmove(m, m + w, (n - w) * sizeof *m);
+		if (n > w)
+			memmove(m, m + w, (n - w) * sizeof *m);
 		k = n - w;
 		break;
 	}

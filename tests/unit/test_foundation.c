@@ -58,6 +58,14 @@ static void test_json_compact_roundtrip(void **state)
 	assert_string_equal(buf, "{\"b\":[1,2.5,\"x\\\"y\\n\",null,true],\"a\":{\"é\":\"日本\"},\"c\":\"\\u0001/\"}");
 	free(buf);
 	json_decref(v);
+	/* DEL is not escaped by Python's json.dumps(ensure_ascii=False): keep it raw */
+	v = json_string("a\x7f");
+	buf = NULL;
+	len = cap = 0;
+	assert_int_equal(json_dump_compact(v, &buf, &len, &cap), 0);
+	assert_string_equal(buf, "\"a\x7f\"");
+	free(buf);
+	json_decref(v);
 }
 
 static void test_json_error_location(void **state)

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops.h" /* twice: the self-including header must stay idempotent */
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -98,6 +99,10 @@ static void fd_check(loss_fn f, void *ctx, double *param, size_t n, const double
 		     const char *what)
 {
 	const double h = 1e-5;
+	/* thousands of tiny forward calls: one thread, so that OpenMP barriers cannot stall
+	 * on a loaded machine (the analytic gradient was computed with the default threads) */
+	int threads = omp_get_max_threads();
+	omp_set_num_threads(1);
 	for (size_t i = 0; i < n; i++) {
 		double save = param[i];
 		param[i] = save + h;
@@ -109,6 +114,7 @@ static void fd_check(loss_fn f, void *ctx, double *param, size_t n, const double
 		if (!(fabs(num - ana[i]) <= 1e-6 * (1 + fabs(ana[i]))))
 			fail_msg("%s: d/dparam[%zu]: analytic %.12g numeric %.12g", what, i, ana[i], num);
 	}
+	omp_set_num_threads(threads);
 }
 
 /* ---- forward parity with the numpy fixtures (float path) -------------------------------- */
@@ -295,17 +301,21 @@ static double mm_loss(void *c_)
 static void test_matmul_grad(void **state)
 {
 	(void)state;
-	mm_ctx c = {.N = 5, .IN = 7, .OUT = 6};
-	c.x = rand_d(35, 1); c.W = rand_d(42, 1); c.b = rand_d(6, 1); c.R = rand_d(30, 1);
-	c.out = zeros_d(30);
-	double *dx = zeros_d(35), *dW = zeros_d(42), *db = zeros_d(6);
-	dx[0] = 1; /* backward accumulates: pre-existing content must be kept */
-	ops_matmul_backward_f64(dx, dW, db, c.R, c.x, c.W, 5, 7, 6);
-	dx[0] -= 1;
-	fd_check(mm_loss, &c, c.x, 35, dx, "matmul dx");
-	fd_check(mm_loss, &c, c.W, 42, dW, "matmul dW");
-	fd_check(mm_loss, &c, c.b, 6, db, "matmul db");
-	free(c.x); free(c.W); free(c.b); free(c.R); free(c.out); free(dx); free(dW); free(db);
+	static const int shapes[2][3] = {{5, 7, 6}, {3, 2, 70}}; /* OUT = 70: two db column blocks */
+	for (int sh = 0; sh < 2; sh++) {
+		int N = shapes[sh][0], IN = shapes[sh][1], OUT = shapes[sh][2];
+		mm_ctx c = {.N = N, .IN = IN, .OUT = OUT};
+		c.x = rand_d(N * IN, 1); c.W = rand_d(OUT * IN, 1); c.b = rand_d(OUT, 1);
+		c.R = rand_d(N * OUT, 1); c.out = zeros_d(N * OUT);
+		double *dx = zeros_d(N * IN), *dW = zeros_d(OUT * IN), *db = zeros_d(OUT);
+		dx[0] = 1; db[OUT - 1] = 2; /* backward accumulates: existing content is kept */
+		ops_matmul_backward_f64(dx, dW, db, c.R, c.x, c.W, N, IN, OUT);
+		dx[0] -= 1; db[OUT - 1] -= 2;
+		fd_check(mm_loss, &c, c.x, N * IN, dx, "matmul dx");
+		fd_check(mm_loss, &c, c.W, OUT * IN, dW, "matmul dW");
+		fd_check(mm_loss, &c, c.b, OUT, db, "matmul db");
+		free(c.x); free(c.W); free(c.b); free(c.R); free(c.out); free(dx); free(dW); free(db);
+	}
 }
 
 typedef struct {
@@ -347,13 +357,15 @@ static void test_rmsnorm_grad(void **state)
 {
 	(void)state;
 	for (int variant = 0; variant < 2; variant++) {
-		rms_ctx c = {.N = 4, .C = 9, .off = variant ? 1.0 : 0.0};
-		c.x = rand_d(36, 2); c.w = rand_d(9, 1); c.R = rand_d(36, 1); c.out = zeros_d(36);
-		double rstd[4], *dx = zeros_d(36), *dw = zeros_d(9);
-		ops_rmsnorm_forward_f64(c.out, rstd, c.x, c.w, c.off, 1e-5, 4, 9);
-		ops_rmsnorm_backward_f64(dx, dw, c.R, c.x, c.w, rstd, c.off, 4, 9);
-		fd_check(rms_loss, &c, c.x, 36, dx, variant ? "rmsnorm(gemma) dx" : "rmsnorm dx");
-		fd_check(rms_loss, &c, c.w, 9, dw, variant ? "rmsnorm(gemma) dw" : "rmsnorm dw");
+		int C = variant ? 9 : 67; /* 67: two dw column blocks */
+		size_t n = 4 * (size_t)C;
+		rms_ctx c = {.N = 4, .C = C, .off = variant ? 1.0 : 0.0};
+		c.x = rand_d(n, 2); c.w = rand_d(C, 1); c.R = rand_d(n, 1); c.out = zeros_d(n);
+		double rstd[4], *dx = zeros_d(n), *dw = zeros_d(C);
+		ops_rmsnorm_forward_f64(c.out, rstd, c.x, c.w, c.off, 1e-5, 4, C);
+		ops_rmsnorm_backward_f64(dx, dw, c.R, c.x, c.w, rstd, c.off, 4, C);
+		fd_check(rms_loss, &c, c.x, n, dx, variant ? "rmsnorm(gemma) dx" : "rmsnorm dx");
+		fd_check(rms_loss, &c, c.w, C, dw, variant ? "rmsnorm(gemma) dw" : "rmsnorm dw");
 		free(c.x); free(c.w); free(c.R); free(c.out); free(dx); free(dw);
 	}
 }
@@ -667,6 +679,7 @@ static void test_determinism_threads(void **state)
 	for (int i = 0; i < N; i++) ids[i] = i % 7;
 	float *res[2][6];
 	double sq[2];
+	int threads = omp_get_max_threads();
 	for (int r = 0; r < 2; r++) {
 		omp_set_num_threads(r + 1);
 		float *o = zeros_f(nq), *l = zeros_f(T * HQ), *scr = zeros_f(T * HQ);
@@ -682,7 +695,7 @@ static void test_determinism_threads(void **state)
 		res[r][0] = dq; res[r][1] = dk; res[r][2] = dv; res[r][3] = dw; res[r][4] = dwte; res[r][5] = dx;
 		free(o); free(l); free(scr); free(rstd); free(y);
 	}
-	omp_set_num_threads(2);
+	omp_set_num_threads(threads);
 	size_t sizes[6] = {nq, nk, nk, C, 7 * C, N * C};
 	for (int i = 0; i < 6; i++) {
 		assert_memory_equal(res[0][i], res[1][i], sizes[i] * sizeof(float));

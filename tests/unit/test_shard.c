@@ -394,6 +394,182 @@ static void test_writer_rejects_bad_records(void **state)
 	assert_int_equal(shard_header_check_compatible(&a, "a", &a, "b", &e), 0);
 }
 
+/* shard_bits_copy against a bit-by-bit copy: every offset pair mod 8, lengths 0..300. */
+static void test_bits_copy(void **state)
+{
+	(void)state;
+	uint8_t src[64], dst[64], want[64];
+	for (size_t i = 0; i < sizeof src; i++)
+		src[i] = (uint8_t)rnd();
+	for (size_t so = 0; so < 16; so++)
+		for (size_t dof = 0; dof < 16; dof++)
+			for (size_t n = 0; n + so <= 300 && n + dof <= 300; n += 1 + n / 16) {
+				for (size_t i = 0; i < sizeof dst; i++)
+					dst[i] = want[i] = (uint8_t)rnd();
+				for (size_t i = 0; i < n; i++) {
+					unsigned b = (src[(so + i) >> 3] >> ((so + i) & 7)) & 1;
+					size_t d = dof + i;
+					want[d >> 3] = (uint8_t)((want[d >> 3] & ~(1u << (d & 7))) | (b << (d & 7)));
+				}
+				shard_bits_copy(dst, dof, src, so, n);
+				assert_memory_equal(dst, want, sizeof dst);
+			}
+}
+
+/* Writes the same packed rows through shard_write and through reserve/commit (the raw path
+ * pack uses), u16 and u32: the files must be identical; then reads them back through
+ * shard_read and shard_read_view, via mmap (path) and stdio (open_fp), record by record. */
+static void test_raw_write_and_read_match(void **state)
+{
+	(void)state;
+	uint32_t vocabs[] = {500, 100000};
+	for (int v = 0; v < 2; v++) {
+		char pa[512], pb[512];
+		path_in(pa, sizeof pa, "raw-a.shard");
+		path_in(pb, sizeof pb, "raw-b.shard");
+		shard_header h = hdr(vocabs[v], SHARD_PACKED | SHARD_PADDED);
+		h.pad_id = 7;
+		sft_error e = {0};
+		shard_writer *wa = shard_writer_open_file(pa, &h, &e), *wb = shard_writer_open_file(pb, &h, &e);
+		assert_non_null(wa);
+		assert_non_null(wb);
+		unsigned width = vocabs[v] <= 65536 ? 2 : 4;
+		uint32_t tok[300];
+		uint8_t mask[300];
+		for (size_t k = 0; k < 1500; k++) { /* > 512 KiB of rows: several write blocks */
+			size_t l0 = 1 + rnd() % 150, l1 = 1 + rnd() % 100, pad = rnd() % 40, n = l0 + l1 + pad;
+			shard_segment segs[2] = {{.doc_id = 2 * k, .offset = 0, .len = (uint32_t)l0},
+						 {.doc_id = 2 * k + 1, .offset = 5, .len = (uint32_t)l1}};
+			for (size_t i = 0; i < n; i++) {
+				tok[i] = i < l0 + l1 ? rnd() % vocabs[v] : 7;
+				mask[i] = i < l0 + l1 ? (uint8_t)(rnd() & 1) : 0;
+			}
+			shard_record r = {.tokens = tok, .mask = mask, .n = n, .segs = segs, .n_seg = 2, .n_pad = pad};
+			assert_int_equal(shard_write(wa, &r, &e), 0);
+			shard_slot sl;
+			assert_int_equal(shard_write_reserve(wb, n, 2, pad, &sl, &e), 0);
+			memcpy(sl.segs, segs, sizeof segs);
+			for (size_t i = 0; i < n; i++) {
+				if (width == 2)
+					((uint16_t *)sl.tokens)[i] = (uint16_t)tok[i];
+				else
+					((uint32_t *)sl.tokens)[i] = tok[i];
+				sl.mask_bits[i / 8] |= (uint8_t)(mask[i] << (i % 8));
+			}
+			assert_int_equal(shard_write_commit(wb, &e), 0);
+		}
+		/* a bad raw record is refused and leaves nothing behind */
+		shard_slot sl;
+		assert_int_equal(shard_write_reserve(wb, 3, 0, 0, &sl, &e), 0);
+		if (width == 2)
+			((uint16_t *)sl.tokens)[1] = (uint16_t)(vocabs[v] - 1 + 1);
+		else
+			((uint32_t *)sl.tokens)[1] = vocabs[v];
+		assert_int_equal(shard_write_commit(wb, &e), -SFT_EXIT_DATA);
+		assert_non_null(strstr(e.msg, ">= vocab size"));
+		assert_int_equal(shard_write_reserve(wb, 4, 1, 2, &sl, &e), 0);
+		sl.segs[0] = (shard_segment){.doc_id = 9, .offset = 0, .len = 2};
+		assert_int_equal(shard_write_commit(wb, &e), -SFT_EXIT_DATA); /* pads are not pad id 7 */
+		assert_non_null(strstr(e.msg, "pad tokens must be pad id 7"));
+		uint8_t ca[16], cb[16];
+		assert_int_equal(shard_writer_close_ex(wa, ca, NULL, &e), 0);
+		assert_int_equal(shard_writer_close_ex(wb, cb, NULL, &e), 0);
+		assert_memory_equal(ca, cb, 16);
+		FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+		int x, y;
+		do {
+			x = getc(fa);
+			y = getc(fb);
+			assert_int_equal(x, y);
+		} while (x != EOF);
+		fclose(fb);
+		/* the same records from mmap (by path) and stdio (open_fp), decoded and raw */
+		rewind(fa);
+		shard_reader *rm = shard_reader_open(pa, &e), *rs = shard_reader_open_fp(fa, pa, &e);
+		assert_non_null(rm);
+		assert_non_null(rs);
+		for (size_t k = 0;; k++) {
+			shard_record rec;
+			shard_view vw;
+			int a = k % 2 ? shard_read(rm, &rec, &e) : shard_read_view(rm, &vw, &e);
+			int b = k % 2 ? shard_read_view(rs, &vw, &e) : shard_read(rs, &rec, &e);
+			assert_int_equal(a, b);
+			if (a == 0)
+				break;
+			assert_int_equal(a, 1);
+			assert_int_equal(rec.n, vw.n);
+			assert_int_equal(rec.n_seg, vw.n_seg);
+			assert_int_equal(rec.n_pad, vw.n_pad);
+			assert_memory_equal(rec.segs, vw.segs, rec.n_seg * sizeof *rec.segs);
+			for (size_t i = 0; i < rec.n; i++) {
+				uint32_t t = width == 2 ? ((const uint16_t *)vw.tokens)[i] : ((const uint32_t *)vw.tokens)[i];
+				assert_int_equal(rec.tokens[i], t);
+				assert_int_equal(rec.mask[i], (vw.mask_bits[i / 8] >> (i % 8)) & 1);
+			}
+		}
+		shard_reader_close(rm);
+		shard_reader_close(rs);
+		fclose(fa);
+	}
+}
+
+/* Truncated and corrupted inputs give the same errors through mmap (a path) and stdio. */
+static void test_mmap_reader_errors_match_stdio(void **state)
+{
+	(void)state;
+	char p[512], q[512];
+	path_in(p, sizeof p, "m.shard");
+	path_in(q, sizeof q, "m-cut.shard");
+	uint8_t sum[16];
+	write_packed_file(p, 50, sum);
+	FILE *fp = fopen(p, "rb");
+	fseek(fp, 0, SEEK_END);
+	long size = ftell(fp);
+	uint8_t *all = malloc((size_t)size);
+	rewind(fp);
+	assert_int_equal(fread(all, 1, (size_t)size, fp), (size_t)size);
+	fclose(fp);
+	long cuts[] = {size - 1, size - 80, size - 100, 64 + 8, 64 + 100, 64};
+	for (size_t c = 0; c < sizeof cuts / sizeof cuts[0] + 2; c++) {
+		size_t len = (size_t)size;
+		uint8_t saved = 0;
+		size_t flip = 0;
+		if (c < sizeof cuts / sizeof cuts[0]) {
+			len = (size_t)cuts[c];
+		} else { /* a flipped bit in a token, then in the mask tail */
+			flip = c == sizeof cuts / sizeof cuts[0] ? 64 + 16 + 32 + 3 : (size_t)size / 2;
+			saved = all[flip];
+			all[flip] ^= 0x10;
+		}
+		FILE *o = fopen(q, "wb");
+		fwrite(all, 1, len, o);
+		fclose(o);
+		if (flip)
+			all[flip] = saved;
+		char msg[2][512];
+		int rcs[2];
+		for (int mode = 0; mode < 2; mode++) {
+			sft_error e = {0};
+			FILE *in = mode ? fopen(q, "rb") : NULL;
+			shard_reader *r = mode ? shard_reader_open_fp(in, q, &e) : shard_reader_open(q, &e);
+			assert_non_null(r);
+			shard_view v;
+			int rc;
+			while ((rc = shard_read_view(r, &v, &e)) == 1)
+				;
+			rcs[mode] = rc;
+			snprintf(msg[mode], sizeof msg[mode], "%s", e.msg);
+			shard_reader_close(r);
+			if (in)
+				fclose(in);
+		}
+		assert_true(rcs[0] < 0);
+		assert_int_equal(rcs[0], rcs[1]);
+		assert_string_equal(msg[0], msg[1]);
+	}
+	free(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +579,9 @@ int main(void)
 		cmocka_unit_test(test_stream_bitflip_detected),
 		cmocka_unit_test(test_jsonl_twin),
 		cmocka_unit_test(test_writer_rejects_bad_records),
+		cmocka_unit_test(test_bits_copy),
+		cmocka_unit_test(test_raw_write_and_read_match),
+		cmocka_unit_test(test_mmap_reader_errors_match_stdio),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -487,7 +487,7 @@ static const unsigned char esc_kind[256] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* '\\' */
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, /* DEL */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* DEL stays raw, as Python json.dumps */
 };
 
 static int reserve(fj_buf *b, size_t more)
@@ -524,7 +524,7 @@ int fj_put_string(fj_buf *b, const char *s, size_t n)
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
 	while (p < end) {
 		const unsigned char *run = p;
-		p += plain_run(p, (size_t)(end - p), 0, 1);
+		p += plain_run(p, (size_t)(end - p), 0, 0);
 		while (p < end && !esc_kind[*p])
 			p++;
 		memcpy(o, run, (size_t)(p - run));

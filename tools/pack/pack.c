@@ -873,6 +873,8 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 		int raw = !force_generic && !shard_reader_is_jsonl(rd[i]) && ih->token_width == width &&
 			  ih->vocab_size == p.out_h.vocab_size;
 		int check_ids = ih->vocab_size == 0 && p.out_h.vocab_size > 0;
+		log_verbose("%s: %s", strcmp(inputs[i], "-") ? inputs[i] : "<stdin>",
+			    raw ? "raw path (records copied in their on-disk form)" : "decoded path");
 		int rc;
 		for (;;) {
 			shard_record rec;
