@@ -385,7 +385,7 @@ static token *push_tok(compiler *c, int type, lexpos *p, const char *s, size_t n
 }
 
 /* Python unicode-escape decoding of a string literal body */
-static int unescape_str(compiler *c, const char *s, size_t n, char **out, size_t *on)
+static int unescape_str(compiler *c, const char *s, size_t n, char **out, size_t *on, int line, int col)
 {
 	*out = NULL;
 	*on = 0;
@@ -436,12 +436,12 @@ static int unescape_str(compiler *c, const char *s, size_t n, char **out, size_t
 			cp = 0;
 			for (int d = 0; d < hex; d++) {
 				if (i + 1 >= n || !isxdigit((unsigned char)s[i + 1]))
-					return cfail(c, 0, 0, "truncated \\%c escape in string literal", e);
+					return cfail(c, line, col, "truncated \\%c escape in string literal", e);
 				char h = s[++i];
 				cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
 			}
 			if (cp > 0x10ffff)
-				return cfail(c, 0, 0, "illegal unicode escape in string literal");
+				return cfail(c, line, col, "illegal unicode escape in string literal");
 			k += (size_t)utf8_enc(cp, o + k);
 		}
 	}
@@ -702,7 +702,7 @@ static int lex_expr_tokens(compiler *c, lexpos *p, char kind, int *line_starting
 				return cfail(c, p->line, p->col, "unexpected end of string literal");
 			char *o = NULL;
 			size_t on = 0;
-			if (unescape_str(c, s + i + 1, j - i - 1, &o, &on) < 0) {
+			if (unescape_str(c, s + i + 1, j - i - 1, &o, &on, p->line, p->col) < 0) {
 				if (!c->failed)
 					cfail(c, p->line, p->col, "out of memory");
 				return -1;

@@ -1231,7 +1231,9 @@ void shard_file_unmap(shard_file *f)
 	free(f);
 }
 
-shard_file *shard_file_map(const char *path, sft_error *err)
+shard_file *shard_file_map(const char *path, sft_error *err) { return shard_file_map_ex(path, 1, err); }
+
+shard_file *shard_file_map_ex(const char *path, int populate, sft_error *err)
 {
 	shard_file *f = calloc(1, sizeof *f);
 	if (!f || !(f->name = strdup(path))) {
@@ -1252,7 +1254,7 @@ shard_file *shard_file_map(const char *path, sft_error *err)
 	}
 	f->size = (size_t)st.st_size;
 	if (f->size > 0) {
-		void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+		void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
 		if (p == MAP_FAILED) {
 			close(fd);
 			f->size = 0;

@@ -156,6 +156,9 @@ typedef struct shard_file shard_file;
  * what a training epoch wants), validates header, footer, end marker and index (bounds,
  * order) - O(rows), no checksum pass. Use shard_file_verify for the full check. */
 shard_file *shard_file_map(const char *path, sft_error *err);
+/* shard_file_map with populate = 0: no prefaulting, pages are read as rows are touched
+ * (a lookup of a few rows, or the footer and index only, then costs little). */
+shard_file *shard_file_map_ex(const char *path, int populate, sft_error *err);
 void shard_file_unmap(shard_file *f);
 const shard_header *shard_file_header(const shard_file *f);
 const shard_counts *shard_file_counts(const shard_file *f);

@@ -977,7 +977,8 @@ typedef struct pset {
 	uint64_t rows;
 } pset;
 
-static void pset_open(pset *s, const char *target)
+/* populate: map each file in full at once (whole scans); else pages come as rows are read */
+static void pset_open(pset *s, const char *target, int populate)
 {
 	sft_error err = {0};
 	memset(s, 0, sizeof *s);
@@ -1018,7 +1019,7 @@ static void pset_open(pset *s, const char *target)
 	s->f = xmalloc((s->n + 1) * sizeof *s->f);
 	s->row0 = xmalloc((s->n + 1) * sizeof *s->row0);
 	for (size_t i = 0; i < s->n; i++) {
-		s->f[i] = shard_file_map(s->paths[i], &err);
+		s->f[i] = shard_file_map_ex(s->paths[i], populate, &err);
 		if (!s->f[i])
 			die_err(&err);
 		if (i > 0 && shard_header_check_compatible(shard_file_header(s->f[0]), s->paths[0],
@@ -1080,7 +1081,7 @@ static int run_verify(const char *target)
 		return 0;
 	}
 	pset s;
-	pset_open(&s, target);
+	pset_open(&s, target, 1);
 	uint64_t tokens = 0, trained = 0;
 	for (size_t i = 0; i < s.n; i++) {
 		if (shard_file_verify(s.f[i], &err) < 0)
@@ -1121,7 +1122,7 @@ static int run_verify(const char *target)
 static int run_stats(const char *target)
 {
 	pset s;
-	pset_open(&s, target);
+	pset_open(&s, target, 0);
 	json_t *m = s.manifest;
 	if (!m) { /* a single file: what its footer knows */
 		const shard_counts *c = shard_file_counts(s.f[0]);
@@ -1215,7 +1216,7 @@ static int run_inspect(const opts *o)
 	shard_reader *sr = open_if_stream(o->target);
 	pset s = {0};
 	if (!sr)
-		pset_open(&s, o->target);
+		pset_open(&s, o->target, o->row < 0);
 	tokenizer *tk = NULL;
 	if (o->tokenizer) {
 		tk = tokenizer_load(o->tokenizer, &err);
@@ -1314,7 +1315,7 @@ static int run_unpack(const opts *o)
 {
 	sft_error err = {0};
 	pset s;
-	pset_open(&s, o->target);
+	pset_open(&s, o->target, 1);
 	const char *emit = o->emit ? o->emit : "jsonl";
 	size_t np = 0, cap = 0;
 	piece *pcs = NULL;
