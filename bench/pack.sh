@@ -10,6 +10,11 @@
 # document (the prompt) and 1 after. It is written once to $BENCH_TMP (default /tmp).
 # Peer: TRL's _pack_bfd speed, measured by scripts/gen-pack-reference.py --time when
 # trl + pyarrow are installed (else skipped).
+# Env: BUILD/BINDIR (build dir), BENCH_TMP (where the input and the output go),
+# BENCH_GENERIC=1 also times the decoded generic path (SFT_PACK_GENERIC=1, the code path of
+# JSONL inputs and of pack before the raw fast path) and checks it writes the same bytes.
+# Throughput is printed per wall second and per CPU second (user + sys): on a shared
+# machine the wall number depends on the load (printed with `uptime`), the CPU one less.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOKENS=${1:-1000000000}
@@ -96,9 +101,18 @@ int main(int argc, char **argv)
 		}
 	}
 	double dt = clock_now() - t0, dm = t0 - tm;
+	/* one row of a freshly mapped file without prefaulting (pack --inspect --row) */
+	double tl = clock_now();
+	shard_file *lz = shard_file_map_ex(g.gl_pathv[0], 0, &e);
+	shard_view lv;
+	if (!lz || shard_file_view(lz, shard_file_rows(lz) / 2, &lv, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return 1; }
+	sum += ((const unsigned char *)lv.tokens)[0];
+	double dl = clock_now() - tl;
+	shard_file_unmap(lz);
 	printf("mmap read (row copy into a batch buffer): %llu tokens, %.2f GB in %.3f s = %.2f GB/s (%.0f M tokens/s)\n",
 	       toks, bytes / 1e9, dt, bytes / 1e9 / dt, toks / 1e6 / dt);
 	printf("  map + populate: %.3f s once; including it: %.2f GB/s [sum %llu]\n", dm, bytes / 1e9 / (dt + dm), sum & 0xff);
+	printf("  one row lookup (map without populate + view): %.3f ms\n", dl * 1e3);
 	double t1 = clock_now();
 	for (size_t i = 0; i < g.gl_pathc; i++)
 		if (shard_file_verify(fs[i], &e) < 0) { fprintf(stderr, "%s\n", e.msg); return 1; }
@@ -123,23 +137,40 @@ ls -l "$IN" >&2
 OUT="$TMPD/out"
 rm -rf "$OUT"
 sync
-echo "== pack --strategy bfd --seq-len 2048 (default --shard-tokens 67108864), file in page cache"
-cat "$IN" >/dev/null # warm the page cache so the number is pack's, not the disk's
-/usr/bin/time -f "pack: %e s wall, %U s user, %S s sys, max RSS %M KB" \
-	"$BINDIR/pack" -q --seq-len 2048 --out "$OUT" "$IN"
-python3 - "$OUT/manifest.json" <<'PY'
+# run NAME [VAR=VALUE...]: times one pack run of $IN into $OUT; prints wall and CPU throughput
+run() {
+	local name=$1
+	shift
+	local tf="$TMPD/time.txt"
+	env "$@" /usr/bin/time -f "%e %U %S %M" -o "$tf" "$BINDIR/pack" -q --seq-len 2048 --out "$OUT" "$IN"
+	python3 - "$tf" "$OUT/manifest.json" "$name" "$(stat -c %s "$(ls "$OUT"/*.shard | head -1)")" <<'PY'
 import json, sys
-m = json.load(open(sys.argv[1]))
-print(f"rows {m['rows']}, tokens {m['tokens']}, files {len(m['files'])}, packing efficiency {100*m['packing_efficiency']:.3f}%")
+wall, user, sys_, rss = (float(x) for x in open(sys.argv[1]).read().split()[-4:])
+m = json.load(open(sys.argv[2]))
+t = m["tokens_in"]
+print(f"{sys.argv[3]}: {wall:.2f} s wall, {user:.2f} s user + {sys_:.2f} s sys; "
+      f"{t / wall / 1e6:.0f} M tokens/s wall, {t / (user + sys_) / 1e6:.0f} M tokens/CPU-s; "
+      f"max RSS {rss / 1024:.0f} MB = {rss * 1024 / float(sys.argv[4]):.2f}x one shard file")
+print(f"  rows {m['rows']}, tokens out {m['tokens']}, files {len(m['files'])}, packing efficiency {100*m['packing_efficiency']:.3f}%")
 PY
+}
+echo "== pack --strategy bfd --seq-len 2048 (default --shard-tokens 67108864), file in page cache -> $OUT"
+echo "load: $(uptime)"
+cat "$IN" >/dev/null # warm the page cache so the number is pack's, not the disk's
+run "pack (raw fast path, mmap input)"
+if [ "${BENCH_GENERIC:-0}" = 1 ]; then
+	mv "$OUT" "$OUT.fast"
+	run "pack (generic decoded path, SFT_PACK_GENERIC=1)" SFT_PACK_GENERIC=1
+	for f in "$OUT"/*.shard; do cmp "$f" "$OUT.fast/$(basename "$f")"; done && echo "  same bytes as the fast path"
+	rm -rf "$OUT.fast"
+fi
 echo "== reader: mmap every row"
 "$TMPD/readbench" "$OUT"
 rm -rf "$OUT"
 if [ -d /dev/shm ] && [ "$(df -Pk /dev/shm | awk 'NR==2{print $4}')" -gt $((TOKENS / 256)) ]; then
 	echo "== the same pack with --out on tmpfs (/dev/shm): no disk, fsync free: the CPU-bound number"
 	rm -rf /dev/shm/sftkit-bench-pack-out
-	/usr/bin/time -f "pack: %e s wall, %U s user, %S s sys, max RSS %M KB" \
-		"$BINDIR/pack" -q --seq-len 2048 --out /dev/shm/sftkit-bench-pack-out "$IN"
+	(OUT=/dev/shm/sftkit-bench-pack-out && run "pack to tmpfs")
 	rm -rf /dev/shm/sftkit-bench-pack-out
 fi
 if python3 -c "import trl, pyarrow" 2>/dev/null; then

@@ -493,8 +493,8 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i)
 	case GGUF_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
 	case GGUF_UINT64: { uint64_t x; memcpy(&x, p, 8); return (int64_t)x; }
 	case GGUF_INT64: { int64_t x; memcpy(&x, p, 8); return x; }
-	case GGUF_FLOAT32: { float x; memcpy(&x, p, 4); return (int64_t)x; }
-	case GGUF_FLOAT64: { double x; memcpy(&x, p, 8); return (int64_t)x; }
+	case GGUF_FLOAT32: { float x; memcpy(&x, p, 4); return x >= -9.2e18f && x <= 9.2e18f ? (int64_t)x : 0; }
+	case GGUF_FLOAT64: { double x; memcpy(&x, p, 8); return x >= -9.2e18 && x <= 9.2e18 ? (int64_t)x : 0; }
 	}
 	return 0;
 }

@@ -80,7 +80,7 @@ int gguf_get_str(const gguf_file *g, const char *key, gguf_str *out);
  * walk (offsets are cached at open). Element index must be < kv->arr_n. */
 int gguf_arr_str(const gguf_kv *kv, uint64_t i, gguf_str *out);
 double gguf_arr_f64(const gguf_kv *kv, uint64_t i);  /* numeric arrays */
-int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i); /* integer/bool arrays */
+int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i); /* integer/bool arrays (floats truncated, 0 when out of range) */
 
 size_t gguf_type_size(uint32_t type); /* scalar size, 0 for string/array/unknown */
 const char *gguf_type_name(uint32_t type);

@@ -1998,6 +1998,7 @@ typedef struct R {
 	frame *root;
 	jv hole;
 	int strict;
+	int pdepth; /* nesting of put_str/py_cmp on containers */
 	sbuf *caps[MAX_CAPS]; /* last: not cleared at render start (only [0, ncaps) is used) */
 } R;
 
@@ -2359,17 +2360,22 @@ static void put_str(R *r, sbuf *b, const jv *v, const node *at)
 	case T_STR: sb_put(r, b, v->s, v->n); return;
 	case T_LIST:
 	case T_TUPLE:
+		if (++r->pdepth > 1000)
+			rfail(r, at, "maximum recursion depth exceeded while printing");
 		sb_putc(r, b, v->t == T_LIST ? '[' : '(');
 		for (size_t i = 0; i < v->l->n; i++) {
 			if (i)
 				sb_put(r, b, ", ", 2);
 			put_repr(r, b, &v->l->v[i], at);
 		}
+		r->pdepth--;
 		if (v->t == T_TUPLE && v->l->n == 1)
 			sb_putc(r, b, ',');
 		sb_putc(r, b, v->t == T_LIST ? ']' : ')');
 		return;
 	case T_DICT:
+		if (++r->pdepth > 1000)
+			rfail(r, at, "maximum recursion depth exceeded while printing");
 		sb_putc(r, b, '{');
 		for (size_t i = 0; i < v->d->n; i++) {
 			if (i)
@@ -2379,8 +2385,11 @@ static void put_str(R *r, sbuf *b, const jv *v, const node *at)
 			put_repr(r, b, &v->d->v[i], at);
 		}
 		sb_putc(r, b, '}');
+		r->pdepth--;
 		return;
 	case T_NS:
+		if (++r->pdepth > 100)
+			rfail(r, at, "maximum recursion depth exceeded while printing");
 		sb_puts(r, b, "<Namespace {");
 		for (size_t i = 0; i < v->d->n; i++) {
 			if (i)
@@ -2390,6 +2399,7 @@ static void put_str(R *r, sbuf *b, const jv *v, const node *at)
 			put_repr(r, b, &v->d->v[i], at);
 		}
 		sb_puts(r, b, "}>");
+		r->pdepth--;
 		return;
 	case T_FUNC:
 		if (v->fn->kind == F_MACRO)
@@ -2438,8 +2448,14 @@ static int truthy(R *r, const jv *v, const node *at)
 static int is_num(const jv *v) { return v->t == T_INT || v->t == T_BOOL || v->t == T_FLOAT; }
 static double num_f(const jv *v) { return v->t == T_FLOAT ? v->f : (double)v->i; }
 
-static int py_eq(const jv *a, const jv *b)
+/* Python ==; nesting deeper than Python's recursion limit compares unequal */
+static int py_eq_d(const jv *a, const jv *b, int depth);
+static int py_eq(const jv *a, const jv *b) { return py_eq_d(a, b, 0); }
+
+static int py_eq_d(const jv *a, const jv *b, int depth)
 {
+	if (depth > 1000)
+		return 0;
 	if (is_num(a) && is_num(b)) {
 		if (a->t != T_FLOAT && b->t != T_FLOAT)
 			return a->i == b->i;
@@ -2459,7 +2475,7 @@ static int py_eq(const jv *a, const jv *b)
 		if (a->l->n != b->l->n)
 			return 0;
 		for (size_t i = 0; i < a->l->n; i++)
-			if (!py_eq(&a->l->v[i], &b->l->v[i]))
+			if (!py_eq_d(&a->l->v[i], &b->l->v[i], depth + 1))
 				return 0;
 		return 1;
 	case T_DICT:
@@ -2467,7 +2483,7 @@ static int py_eq(const jv *a, const jv *b)
 			return 0;
 		for (size_t i = 0; i < a->d->n; i++) {
 			jv *o = dict_find(b->d, &a->d->k[i]);
-			if (!o || !py_eq(&a->d->v[i], o))
+			if (!o || !py_eq_d(&a->d->v[i], o, depth + 1))
 				return 0;
 		}
 		return 1;
@@ -2500,7 +2516,11 @@ static int py_cmp(R *r, const jv *a, const jv *b, const node *at)
 		for (size_t i = 0; i < m; i++) {
 			if (py_eq(&a->l->v[i], &b->l->v[i]))
 				continue;
-			return py_cmp(r, &a->l->v[i], &b->l->v[i], at);
+			if (++r->pdepth > 1000)
+				rfail(r, at, "maximum recursion depth exceeded in comparison");
+			int c = py_cmp(r, &a->l->v[i], &b->l->v[i], at);
+			r->pdepth--;
+			return c;
 		}
 		return a->l->n < b->l->n ? -1 : a->l->n > b->l->n;
 	}
@@ -2621,6 +2641,14 @@ static jv repeat(R *r, const jv *seq, int64_t k, const node *at)
 }
 
 static jv py_mod_format(R *r, const jv *fmt, const jv *args, const node *at);
+
+/* int(f) for finite f; beyond 64 bits Python would make a big integer: an error here */
+static int64_t float_to_int(R *r, double f, const node *at)
+{
+	if (!(f > -9.2e18 && f < 9.2e18))
+		rfail(r, at, isnan(f) || isinf(f) ? "cannot convert float %g to integer" : "integer overflow (%g)", f);
+	return (int64_t)f;
+}
 static jv html_escape(R *r, const jv *s);
 
 static const char *op_sym(int op)
@@ -3033,7 +3061,8 @@ static jv do_slice(R *r, const jv *obj, const jv *a, const jv *b, const jv *c, c
 		sbuf sb = {0};
 		char *p = ralloc(r, obj->n + 1);
 		size_t o = 0;
-		for (int64_t j = 0, idx = start; j < cnt; j++, idx += step) {
+		for (int64_t j = 0; j < cnt; j++) {
+			int64_t idx = start + j * step; /* |j * step| <= len: no overflow */
 			size_t w = off[idx + 1] - off[idx];
 			memcpy(p + o, obj->s + off[idx], w);
 			o += w;
@@ -3044,8 +3073,8 @@ static jv do_slice(R *r, const jv *obj, const jv *a, const jv *b, const jv *c, c
 		return v;
 	}
 	jlist *l = mklist(r, (size_t)cnt);
-	for (int64_t j = 0, idx = start; j < cnt; j++, idx += step)
-		l->v[j] = obj->l->v[idx];
+	for (int64_t j = 0; j < cnt; j++)
+		l->v[j] = obj->l->v[start + j * step];
 	return listv(l, obj->t == T_TUPLE);
 }
 
@@ -3806,7 +3835,7 @@ static jv py_mod_format(R *r, const jv *fmt, const jv *argv, const node *at)
 		} else if (type == 'd' || type == 'i' || type == 'u') {
 			if (!is_num(&val))
 				rfail(r, at, "%%d format: a real number is required, not %s", type_name(&val));
-			jv iv = val.t == T_FLOAT ? mkint((int64_t)val.f) : mkint(val.i);
+			jv iv = val.t == T_FLOAT ? mkint(float_to_int(r, val.f, at)) : mkint(val.i);
 			f.type = 'd';
 			format_number(r, &b, &iv, &f, at);
 		} else if (strchr("feEgGxXoc", type)) {
@@ -4488,7 +4517,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		if (v->t == T_FLOAT) {
 			if (isnan(v->f) || isinf(v->f))
 				return dflt;
-			return mkint((int64_t)v->f);
+			return mkint(float_to_int(r, v->f, at));
 		}
 		if (v->t == T_STR) {
 			int64_t x;
@@ -4499,7 +4528,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 			if (parse_py_int(v->s, v->n, base, &x) == 0)
 				return mkint(x);
 			if (parse_py_float(v->s, v->n, &d) == 0 && !isnan(d) && !isinf(d))
-				return mkint((int64_t)d);
+				return mkint(float_to_int(r, d, at));
 		}
 		return dflt;
 	}
@@ -5231,11 +5260,12 @@ static jv call_global(R *r, int id, jfunc *f, const args *a, const node *at)
 			rfail(r, at, "range expected 1 to 3 arguments");
 		if (step == 0)
 			rfail(r, at, "range() arg 3 must not be zero");
-		int64_t cnt = 0;
-		if (step > 0 && st < en)
-			cnt = (en - st - 1) / step + 1;
-		else if (step < 0 && st > en)
-			cnt = (st - en - 1) / (-step) + 1;
+		int64_t cnt = 0, span;
+		if ((step > 0 && st < en) || (step < 0 && st > en)) {
+			if (__builtin_sub_overflow(step > 0 ? en : st, step > 0 ? st : en, &span) || step == INT64_MIN)
+				rfail(r, at, "range too big");
+			cnt = (span - 1) / (step > 0 ? step : -step) + 1;
+		}
 		if (cnt > 100000)
 			rfail(r, at, "range too big, the sandbox blocks ranges larger than MAX_RANGE (100000)");
 		jlist *l = mklist(r, (size_t)cnt);

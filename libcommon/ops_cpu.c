@@ -304,7 +304,7 @@ static inline real FN(dot)(const real *a, const real *b, int D)
 	return s;
 }
 
-/* Logit of (q, k) after scale and optional softcap; *dlogit gets d logit / d raw score. */
+/* Logit of (q, k) after scale and optional softcap; *dfac gets d logit / d (scale q.k). */
 static inline real FN(attn_logit)(const real *q, const real *k, int D, real scale, real softcap,
 				  real *dfac)
 {
@@ -318,52 +318,117 @@ static inline real FN(attn_logit)(const real *q, const real *k, int D, real scal
 	return c;
 }
 
+typedef struct {
+	const real *q, *k, *v, *dout, *out, *lse;
+	const int32_t *seg;
+	int T, Hq, Hkv, D, window;
+	real scale, softcap;
+} FN(attn_args);
+
+/* Forward for query row idx = (b*T + t)*Hq + h: blocked online softmax into o. */
+static void FN(attn_fwd_row)(const FN(attn_args) *a, long idx, real *out, real *lse)
+{
+	enum { KB = 64 }; /* keys per block of the online softmax */
+	int T = a->T, Hq = a->Hq, Hkv = a->Hkv, D = a->D;
+	int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
+	int g = h / (Hq / Hkv);
+	const int32_t *segrow = a->seg ? a->seg + (size_t)b * T : NULL;
+	const real *qr = a->q + (size_t)idx * D;
+	real *o = out + (size_t)idx * D;
+	int lo = FN(attn_lo)(segrow, t, a->window);
+	real sc[KB];
+	real m = -INFINITY, l = 0;
+	for (int d = 0; d < D; d++) o[d] = 0;
+	for (int s0 = lo; s0 <= t; s0 += KB) {
+		int s1 = s0 + KB <= t + 1 ? s0 + KB : t + 1;
+		real bm = -INFINITY;
+		for (int s = s0; s < s1; s++) {
+			const real *kr = a->k + (((size_t)b * T + s) * Hkv + g) * D;
+			real c = FN(attn_logit)(qr, kr, D, a->scale, a->softcap, NULL);
+			sc[s - s0] = c;
+			if (c > bm) bm = c;
+		}
+		if (bm > m) { /* rescale what was accumulated under the old max */
+			real corr = EXP(m - bm);
+			l *= corr;
+#pragma omp simd
+			for (int d = 0; d < D; d++) o[d] *= corr;
+			m = bm;
+		}
+		for (int s = s0; s < s1; s++) {
+			const real *vr = a->v + (((size_t)b * T + s) * Hkv + g) * D;
+			real p = EXP(sc[s - s0] - m);
+			l += p;
+#pragma omp simd
+			for (int d = 0; d < D; d++) o[d] += p * vr[d];
+		}
+	}
+	real inv = 1 / l;
+	for (int d = 0; d < D; d++) o[d] *= inv;
+	lse[idx] = m + LOG(l);
+}
+
+/* Backward pass 1 for query row idx: delta = dout.out (saved), dq. */
+static void FN(attn_bwd_q_row)(const FN(attn_args) *a, long idx, real *dq, real *delta)
+{
+	int T = a->T, Hq = a->Hq, Hkv = a->Hkv, D = a->D;
+	int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
+	int g = h / (Hq / Hkv);
+	const int32_t *segrow = a->seg ? a->seg + (size_t)b * T : NULL;
+	size_t qo = (size_t)idx * D;
+	const real *qr = a->q + qo, *dor = a->dout + qo;
+	real *dqr = dq + qo;
+	real dl = FN(dot)(dor, a->out + qo, D);
+	delta[idx] = dl;
+	real L = a->lse[idx];
+	int lo = FN(attn_lo)(segrow, t, a->window);
+	for (int s = lo; s <= t; s++) {
+		size_t ko = (((size_t)b * T + s) * Hkv + g) * D;
+		real fac;
+		real p = EXP(FN(attn_logit)(qr, a->k + ko, D, a->scale, a->softcap, &fac) - L);
+		real ds = p * (FN(dot)(dor, a->v + ko, D) - dl) * fac * a->scale;
+#pragma omp simd
+		for (int d = 0; d < D; d++) dqr[d] += ds * a->k[ko + d];
+	}
+}
+
+/* Backward pass 2 for key row idx = (b*T + s)*Hkv + g: dk, dv summed over the group's
+ * query heads and the queries that see this key, in a fixed order. */
+static void FN(attn_bwd_kv_row)(const FN(attn_args) *a, long idx, real *dk, real *dv,
+					   const real *delta)
+{
+	int T = a->T, Hq = a->Hq, Hkv = a->Hkv, D = a->D, group = Hq / Hkv;
+	int g = (int)(idx % Hkv), s = (int)((idx / Hkv) % T), b = (int)(idx / ((long)Hkv * T));
+	const int32_t *segrow = a->seg ? a->seg + (size_t)b * T : NULL;
+	size_t ko = (size_t)idx * D;
+	const real *kr = a->k + ko, *vr = a->v + ko;
+	real *dkr = dk + ko, *dvr = dv + ko;
+	int hi = FN(attn_hi)(segrow, s, T, a->window);
+	for (int h = g * group; h < (g + 1) * group; h++) {
+		for (int t = s; t <= hi; t++) {
+			size_t ri = ((size_t)b * T + t) * Hq + h;
+			const real *qr = a->q + ri * D, *dor = a->dout + ri * D;
+			real fac;
+			real p = EXP(FN(attn_logit)(qr, kr, D, a->scale, a->softcap, &fac) - a->lse[ri]);
+			real ds = p * (FN(dot)(dor, vr, D) - delta[ri]) * fac * a->scale;
+#pragma omp simd
+			for (int d = 0; d < D; d++) {
+				dvr[d] += p * dor[d];
+				dkr[d] += ds * qr[d];
+			}
+		}
+	}
+}
+
 void FN(ops_attention_forward)(real *out, real *lse, const real *q, const real *k, const real *v,
 			       const int32_t *seg, int B, int T, int Hq, int Hkv, int D, real scale,
 			       int window, real softcap)
 {
-	enum { KB = 64 }; /* keys per block of the online softmax */
-	int group = Hq / Hkv;
+	FN(attn_args) a = {.q = q, .k = k, .v = v, .seg = seg, .T = T, .Hq = Hq, .Hkv = Hkv,
+			   .D = D, .window = window, .scale = scale, .softcap = softcap};
 	long total = (long)B * T * Hq;
 #pragma omp parallel for schedule(static, 1)
-	for (long idx = 0; idx < total; idx++) {
-		int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
-		int g = h / group;
-		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
-		const real *qr = q + (((size_t)b * T + t) * Hq + h) * D;
-		real *o = out + (((size_t)b * T + t) * Hq + h) * D;
-		int lo = FN(attn_lo)(segrow, t, window);
-		real sc[KB];
-		real m = -INFINITY, l = 0;
-		for (int d = 0; d < D; d++) o[d] = 0;
-		for (int s0 = lo; s0 <= t; s0 += KB) {
-			int s1 = s0 + KB <= t + 1 ? s0 + KB : t + 1;
-			real bm = -INFINITY;
-			for (int s = s0; s < s1; s++) {
-				const real *kr = k + (((size_t)b * T + s) * Hkv + g) * D;
-				real c = FN(attn_logit)(qr, kr, D, scale, softcap, NULL);
-				sc[s - s0] = c;
-				if (c > bm) bm = c;
-			}
-			if (bm > m) { /* rescale what was accumulated under the old max */
-				real corr = EXP(m - bm);
-				l *= corr;
-#pragma omp simd
-				for (int d = 0; d < D; d++) o[d] *= corr;
-				m = bm;
-			}
-			for (int s = s0; s < s1; s++) {
-				const real *vr = v + (((size_t)b * T + s) * Hkv + g) * D;
-				real p = EXP(sc[s - s0] - m);
-				l += p;
-#pragma omp simd
-				for (int d = 0; d < D; d++) o[d] += p * vr[d];
-			}
-		}
-		real inv = 1 / l;
-		for (int d = 0; d < D; d++) o[d] *= inv;
-		lse[idx] = m + LOG(l);
-	}
+	for (long idx = 0; idx < total; idx++) FN(attn_fwd_row)(&a, idx, out, lse);
 }
 
 void FN(ops_attention_backward)(real *dq, real *dk, real *dv, real *scratch, const real *dout,
@@ -371,56 +436,15 @@ void FN(ops_attention_backward)(real *dq, real *dk, real *dv, real *scratch, con
 				const real *v, const int32_t *seg, int B, int T, int Hq, int Hkv,
 				int D, real scale, int window, real softcap)
 {
-	int group = Hq / Hkv;
-	long total = (long)B * T * Hq;
-	/* pass 1, per query row: delta = dout.out, then dq (private to the row) */
+	FN(attn_args) a = {.q = q, .k = k, .v = v, .dout = dout, .out = out, .lse = lse,
+			   .seg = seg, .T = T, .Hq = Hq, .Hkv = Hkv, .D = D, .window = window,
+			   .scale = scale, .softcap = softcap};
+	/* pass 1, per query row (dq is private to the row); pass 2, per key row (dk, dv) */
+	long total = (long)B * T * Hq, ktotal = (long)B * T * Hkv;
 #pragma omp parallel for schedule(static, 1)
-	for (long idx = 0; idx < total; idx++) {
-		int h = (int)(idx % Hq), t = (int)((idx / Hq) % T), b = (int)(idx / ((long)Hq * T));
-		int g = h / group;
-		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
-		size_t qo = (((size_t)b * T + t) * Hq + h) * D;
-		const real *qr = q + qo, *dor = dout + qo;
-		real *dqr = dq + qo;
-		real delta = FN(dot)(dor, out + qo, D);
-		scratch[idx] = delta;
-		real L = lse[idx];
-		int lo = FN(attn_lo)(segrow, t, window);
-		for (int s = lo; s <= t; s++) {
-			size_t ko = (((size_t)b * T + s) * Hkv + g) * D;
-			real fac;
-			real p = EXP(FN(attn_logit)(qr, k + ko, D, scale, softcap, &fac) - L);
-			real ds = p * (FN(dot)(dor, v + ko, D) - delta) * fac * scale;
-#pragma omp simd
-			for (int d = 0; d < D; d++) dqr[d] += ds * k[ko + d];
-		}
-	}
-	/* pass 2, per key row of each kv head: dk, dv summed over the group's query heads and
-	 * the queries that see this key, in a fixed order */
-	long ktotal = (long)B * T * Hkv;
+	for (long idx = 0; idx < total; idx++) FN(attn_bwd_q_row)(&a, idx, dq, scratch);
 #pragma omp parallel for schedule(static, 1)
-	for (long idx = 0; idx < ktotal; idx++) {
-		int g = (int)(idx % Hkv), s = (int)((idx / Hkv) % T), b = (int)(idx / ((long)Hkv * T));
-		const int32_t *segrow = seg ? seg + (size_t)b * T : NULL;
-		size_t ko = (((size_t)b * T + s) * Hkv + g) * D;
-		const real *kr = k + ko, *vr = v + ko;
-		real *dkr = dk + ko, *dvr = dv + ko;
-		int hi = FN(attn_hi)(segrow, s, T, window);
-		for (int h = g * group; h < (g + 1) * group; h++) {
-			for (int t = s; t <= hi; t++) {
-				size_t ri = ((size_t)b * T + t) * Hq + h;
-				const real *qr = q + ri * D, *dor = dout + ri * D;
-				real fac;
-				real p = EXP(FN(attn_logit)(qr, kr, D, scale, softcap, &fac) - lse[ri]);
-				real ds = p * (FN(dot)(dor, vr, D) - scratch[ri]) * fac * scale;
-#pragma omp simd
-				for (int d = 0; d < D; d++) {
-					dvr[d] += p * dor[d];
-					dkr[d] += ds * qr[d];
-				}
-			}
-		}
-	}
+	for (long idx = 0; idx < ktotal; idx++) FN(attn_bwd_kv_row)(&a, idx, dk, dv, scratch);
 }
 
 /* ---- gated activations ----------------------------------------------------------------- */

@@ -524,6 +524,20 @@ void shard_bits_copy(uint8_t *dst, size_t dst_bit, const uint8_t *src, size_t sr
 			n &= 7;
 			continue;
 		}
+		if (db == 0 && n >= 128) { /* 64 bits per step from two loads; bytes 0..15 hold bits */
+			size_t chunks = (n - 64) / 64;
+			for (size_t c = 0; c < chunks; c++) {
+				uint64_t lo, hi;
+				memcpy(&lo, sp + 8 * c, 8);
+				memcpy(&hi, sp + 8 * c + 8, 8);
+				uint64_t x = sb ? (lo >> sb) | (hi << (64 - sb)) : lo;
+				memcpy(d + 8 * c, &x, 8);
+			}
+			dst_bit += chunks * 64;
+			src_bit += chunks * 64;
+			n -= chunks * 64;
+			continue;
+		}
 		if (db == 0 && n >= 56) { /* 56 bits per 64-bit load: bytes 0..7 of sp hold them */
 			size_t chunks = n / 56;
 			for (size_t c = 0; c < chunks; c++) {

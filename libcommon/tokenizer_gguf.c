@@ -64,19 +64,21 @@ static size_t enc_cp(uint32_t c, char *o)
 	return 3;
 }
 
+static uint32_t b2u_map[256];
+static pthread_once_t b2u_once = PTHREAD_ONCE_INIT;
+static void b2u_init(void)
+{
+	int n = 0;
+	for (int x = 0; x < 256; x++) {
+		int keep = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+		b2u_map[x] = keep ? (uint32_t)x : (uint32_t)(256 + n++);
+	}
+}
+
 static uint32_t b2u(unsigned b)
 {
-	static uint32_t map[256];
-	static int init;
-	if (!init) { /* benign race: every thread computes the same table */
-		int n = 0;
-		for (int x = 0; x < 256; x++) {
-			int keep = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
-			map[x] = keep ? (uint32_t)x : (uint32_t)(256 + n++);
-		}
-		init = 1;
-	}
-	return map[b];
+	pthread_once(&b2u_once, b2u_init);
+	return b2u_map[b];
 }
 
 static int all_in_alphabet(const char *s, size_t n)
@@ -381,8 +383,12 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 			goto fail;
 		}
-		for (uint32_t i = 0; i < n; i++)
-			scores[i] = gemma ? -(float)i : sc ? (float)gguf_arr_f64(sc, i) : 0.0f;
+		for (uint32_t i = 0; i < n; i++) {
+			double v = sc ? gguf_arr_f64(sc, i) : 0.0;
+			if (!(v >= -3.0e38 && v <= 3.0e38)) /* NaN or beyond float: no valid score */
+				v = v > 0 ? 3.0e38 : -3.0e38;
+			scores[i] = gemma ? -(float)i : (float)v;
+		}
 		if (!gemma && !sc) {
 			sft_error_set(err, SFT_EXIT_DATA, "SentencePiece GGUF without tokenizer.ggml.scores or merges");
 			goto fail;

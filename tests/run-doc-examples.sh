@@ -13,6 +13,7 @@ case "$BINDIR" in /*) ;; *) BINDIR="$ROOT/$BINDIR" ;; esac
 pass=0 fail=0
 for md in docs/*.md; do
 	[ -f "$md" ] || continue
+	[ -n "${TEST_FILTER:-}" ] && [[ "$md" != *"$TEST_FILTER"* ]] && continue
 	work=$(mktemp -d)
 	# split into numbered example files: N.sh and optional N.out
 	awk -v dir="$work" '

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					sink += (uint8_t)s.s[s.n - 1];
 			} else {
 				sink += (uint64_t)gguf_arr_i64(kv, k);
-				sink += (uint64_t)gguf_arr_f64(kv, k);
+				sink += gguf_arr_f64(kv, k) > 0;
 			}
 		}
 	}

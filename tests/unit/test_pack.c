@@ -53,6 +53,16 @@ static uint64_t check_partition(const uint32_t *len, size_t n, long rows, uint32
 	return tot;
 }
 
+/* Length descending, ties in input order (pack_bfd sorts with a counting sort; the naive
+ * reference sorts on its own). */
+static int naive_cmp_desc(const void *a, const void *b)
+{
+	const bfd_sort *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
 /* Naive best-fit-decreasing with the same tie rules (equal remaining space: the row
  * that got that space first). O(n * rows). */
 static long naive_bfd(const uint32_t *len, size_t n, uint32_t cap, uint32_t max_docs, uint32_t *row_of)
@@ -60,7 +70,7 @@ static long naive_bfd(const uint32_t *len, size_t n, uint32_t cap, uint32_t max_
 	bfd_sort *s = malloc(n * sizeof *s);
 	for (size_t i = 0; i < n; i++)
 		s[i] = (bfd_sort){len[i], (uint32_t)i};
-	qsort(s, n, sizeof *s, cmp_desc);
+	qsort(s, n, sizeof *s, naive_cmp_desc);
 	uint32_t *space = malloc(n * sizeof *space), *cnt = malloc(n * sizeof *cnt);
 	uint64_t *stamp = malloc(n * sizeof *stamp);
 	long rows = 0;

@@ -1,5 +1,6 @@
 /* rules.c - regex rule lists (see rules.h). */
 #include "rules.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -67,31 +68,9 @@ int rules_parse_buffer(rule_list *l, const char *fname, const char *buf, size_t 
 
 int rules_load_file(rule_list *l, const char *path, int ignore_case, sft_error *err)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) return sft_error_set(err, SFT_EXIT_USAGE, "%s: %s", path, strerror(errno));
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	for (;;) {
-		if (len + 65536 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			char *nb = realloc(buf, cap);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + len, 1, cap - len, f);
-		len += got;
-		if (got == 0) break;
-	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		free(buf);
-		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read error", path);
-	}
+	size_t len;
+	char *buf = fs_read_file(path, &len, err);
+	if (!buf) return -err->code;
 	int r = rules_parse_buffer(l, path, buf, len, ignore_case, err);
 	free(buf);
 	return r;

@@ -12,44 +12,6 @@
 
 #include "jsonl.h"
 
-char *file_read_all(const char *path, size_t *len, sft_error *err)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp) {
-		sft_error_set(err, errno == ENOENT ? SFT_EXIT_USAGE : SFT_EXIT_RUNTIME,
-			      "%s: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (;;) {
-		if (!buf) {
-			fclose(fp);
-			sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-			return NULL;
-		}
-		n += fread(buf + n, 1, cap - n - 1, fp);
-		if (n < cap - 1)
-			break;
-		cap *= 2;
-		char *nb = realloc(buf, cap);
-		if (!nb)
-			free(buf);
-		buf = nb;
-	}
-	int bad = ferror(fp);
-	fclose(fp);
-	if (bad) {
-		free(buf);
-		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read error", path);
-		return NULL;
-	}
-	buf[n] = '\0';
-	if (len)
-		*len = n;
-	return buf;
-}
-
 static int is_dir(const char *p)
 {
 	struct stat st;
@@ -76,7 +38,7 @@ static char *path_join(const char *dir, const char *name)
 static json_t *load_json(const char *path, sft_error *err)
 {
 	size_t len;
-	char *buf = file_read_all(path, &len, err);
+	char *buf = fs_read_file(path, &len, err);
 	if (!buf)
 		return NULL;
 	json_t *v = json_parse_located(buf, len, path, 1, 0, err);
@@ -173,7 +135,7 @@ static int compile_value(chat_tpl *c, const json_t *ct, const char *where, const
 static int load_raw(chat_tpl *c, const char *path, sft_error *err)
 {
 	size_t len;
-	char *src = file_read_all(path, &len, err);
+	char *src = fs_read_file(path, &len, err);
 	if (!src)
 		return -err->code;
 	c->tpl = compile_str(src, len, path, err);

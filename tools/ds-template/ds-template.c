@@ -282,7 +282,7 @@ static void load_prompts(state *S)
 		}
 		sft_error err = {0};
 		size_t len;
-		char *src = file_read_all(path, &len, &err);
+		char *src = fs_read_file(path, &len, &err);
 		if (!src)
 			die_err(&err);
 		jinja_options o;

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include "error.h"
+#include "fsutil.h"
 #include "jinja.h"
 
 /* ---- built-in mappings (mappings.c) ---- */
@@ -71,6 +72,5 @@ int chat_tpl_render(const chat_tpl *c, const json_t *msgs, const json_t *tools,
 
 /* Reads a whole file (NUL-terminated); NULL with err (SFT_EXIT_USAGE if it does not
  * exist, SFT_EXIT_RUNTIME otherwise). */
-char *file_read_all(const char *path, size_t *len, sft_error *err);
 
 #endif

@@ -8,12 +8,17 @@ typedef struct bfd_sort {
 	uint32_t len, idx;
 } bfd_sort;
 
-static int cmp_desc(const void *a, const void *b)
+/* Items by length, descending, ties in input order: a counting sort (lengths are
+ * 1..seq_len), O(n + seq_len). `cnt` holds seq_len + 2 entries. */
+static void sort_desc(const uint32_t *len, size_t n, uint32_t seq_len, size_t *cnt, bfd_sort *out)
 {
-	const bfd_sort *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
+	memset(cnt, 0, ((size_t)seq_len + 2) * sizeof *cnt);
+	for (size_t i = 0; i < n; i++)
+		cnt[seq_len - len[i] + 1]++; /* bucket 0 = the longest */
+	for (size_t b = 1; b <= (size_t)seq_len + 1; b++)
+		cnt[b] += cnt[b - 1];
+	for (size_t i = 0; i < n; i++)
+		out[cnt[seq_len - len[i]]++] = (bfd_sort){len[i], (uint32_t)i};
 }
 
 /* Max segment tree over capacities 1..cap; leaf c holds c while some open row has
@@ -55,17 +60,19 @@ long pack_bfd(const uint32_t *len, size_t n, uint32_t seq_len, uint32_t max_docs
 	uint32_t *rnext = malloc((n ? n : 1) * sizeof *rnext);
 	uint32_t *qhead = malloc(((size_t)seq_len + 1) * sizeof *qhead);
 	uint32_t *qtail = malloc(((size_t)seq_len + 1) * sizeof *qtail);
+	size_t *cnt = malloc(((size_t)seq_len + 2) * sizeof *cnt);
 	segtree st = {0};
 	st.size = 1;
 	while (st.size <= seq_len)
 		st.size <<= 1;
 	st.t = calloc(2 * st.size, sizeof *st.t);
 	long rows = -1;
-	if (!srt || !row_of || !rfree || !rdocs || !rnext || !qhead || !qtail || !st.t)
+	if (!srt || !row_of || !rfree || !rdocs || !rnext || !qhead || !qtail || !cnt || !st.t)
 		goto out;
 	for (size_t i = 0; i < n; i++)
-		srt[i] = (bfd_sort){len[i], (uint32_t)i};
-	qsort(srt, n, sizeof *srt, cmp_desc);
+		if (len[i] == 0 || len[i] > seq_len)
+			goto out; /* outside the contract (pack.h) */
+	sort_desc(len, n, seq_len, cnt, srt);
 	const uint32_t NIL = UINT32_MAX;
 	for (size_t c = 0; c <= seq_len; c++)
 		qhead[c] = qtail[c] = NIL;
@@ -121,6 +128,7 @@ out:
 	free(rnext);
 	free(qhead);
 	free(qtail);
+	free(cnt);
 	free(st.t);
 	return rows;
 }

@@ -64,7 +64,7 @@ static const cli_option OPTIONS[] = {
 	{"out", 'o', CLI_REQ_ARG, "DIR", "output directory (created atomically; must not exist unless --force)", OPT_OUT},
 	{"seq-len", 0, CLI_REQ_ARG, "N", "row length budget in tokens (default 2048)", OPT_SEQ_LEN},
 	{"shard-tokens", 0, CLI_REQ_ARG, "N",
-	 "at most N tokens per shard file (default 67108864); documents are\npacked in windows of this size, so memory is ~3 bytes x N",
+	 "at most N tokens per shard file (default 67108864); documents are\npacked in windows of this size, so memory is ~2 bytes x N\n(u16 ids; 4 for u32)",
 	 OPT_SHARD_TOKENS},
 	{"strategy", 0, CLI_REQ_ARG, "S",
 	 "bfd (default: best-fit-decreasing, whole documents), bfd-split\n(split documents longer than a row), wrapped (concatenate and cut),\nnone (one document per row, padded)",

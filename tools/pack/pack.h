@@ -15,7 +15,7 @@
  * Output (caller-allocated, n entries): order[] lists item indices row by row, rows in
  * creation order, items in the order they were placed; row_start[r] is where row r
  * begins in order[] (row_start must hold n + 1 entries; row_start[rows] = n).
- * Returns the number of rows, or -1 when out of memory. */
+ * Returns the number of rows, or -1 when out of memory or a len is outside 1..seq_len. */
 long pack_bfd(const uint32_t *len, size_t n, uint32_t seq_len, uint32_t max_docs, uint32_t *order,
 	      size_t *row_start);
 

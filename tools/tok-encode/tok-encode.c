@@ -12,6 +12,7 @@
 #include "atomic.h"
 #include "chat.h"
 #include "cli.h"
+#include "fsutil.h"
 #include "jsonl.h"
 #include "log.h"
 #include "pool.h"
@@ -143,44 +144,6 @@ static int on_opt(void *ctx, int id, const char *arg, const char *source, sft_er
 	return sft_error_set(err, SFT_EXIT_INTERNAL, "unhandled option %d", id);
 }
 
-static char *read_file(const char *path, size_t *len, sft_error *err)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp) {
-		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *nb = realloc(buf, cap);
-			if (!nb) {
-				free(buf);
-				fclose(fp);
-				sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-				return NULL;
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + n, 1, cap - n - 1, fp);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	int bad = ferror(fp);
-	fclose(fp);
-	if (bad) {
-		free(buf);
-		sft_error_set(err, SFT_EXIT_RUNTIME, "%s: read error", path);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 /* ---- the record loop ---- */
 
 typedef struct item {
@@ -298,9 +261,11 @@ int main(int argc, char **argv)
 	size_t tmpl_len = 0;
 	const char *tmpl_src = NULL, *tmpl_name = "chat_template";
 	if (op.chat_template) {
-		tmpl_file = read_file(op.chat_template, &tmpl_len, &err);
-		if (!tmpl_file)
+		tmpl_file = fs_read_file(op.chat_template, &tmpl_len, &err);
+		if (!tmpl_file) {
+			err.code = SFT_EXIT_RUNTIME; /* tok-encode's class for an unreadable template */
 			die_err(&err);
+		}
 		tmpl_src = tmpl_file;
 		tmpl_name = op.chat_template;
 	} else if ((tmpl_src = tokenizer_chat_template(tok))) {
