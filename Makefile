@@ -31,8 +31,15 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wno-format-trunc
 LDLIBS  += $(PKG_LIBS) -lsnappy -lz -llzma -lbz2 -lxxhash -lutf8proc -lopenblas -lm -lpthread -fopenmp
 LDFLAGS += $(filter -fsanitize=%,$(OPT))
 
+# CUDA=1 builds kernels/*.cu with nvcc; where no nvcc exists it falls back to CPU only.
 ifeq ($(CUDA),1)
-NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+ifeq ($(strip $(NVCC)),)
+$(warning CUDA=1 but nvcc was not found: building the CPU backend only)
+override CUDA := 0
+endif
+endif
+ifeq ($(CUDA),1)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC  := $(wildcard kernels/*.cu)
 CU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(CU_SRC))

@@ -7,8 +7,13 @@
  *            tokenizer.ggml.pre name picks the split regex (llama-bpe, qwen2, ...);
  *            "smollm" gets SmolLM's real pre-tokenizer (Digits(individual) + ByteLevel).
  *   llama -> SentencePiece-style BPE with byte fallback; merges from the file or
- *            recovered from the scores (generate_merges); Metaspace(prepend first);
- *            phi3 uses Prepend+Replace normalizers; gemma* use Replace + Split(" ").
+ *            recovered from the scores (generate_merges); Prepend("▁") (when
+ *            add_space_prefix, default true) + Replace(" ", "▁") normalizers, as Llama 2's
+ *            and Phi-3's tokenizer.json and llama.cpp (transformers' conversion uses a
+ *            Metaspace(first) pre-tokenizer instead, which differs on leading spaces);
+ *            gemma* use Replace + Split(" ").
+ * Also beyond transformers, following the real tokenizers and llama.cpp: ignore_merges
+ * for the Llama 3 family; Digits(individual) + ByteLevel for smollm, starcoder, refact.
  *   gemma4 -> as gemma.
  * CONTROL tokens become special added tokens, USER_DEFINED ones plain added tokens. */
 #include "tokenizer_int.h"
@@ -278,7 +283,6 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 		goto fail;
 	}
 	int gemma = gemma4 || (llama && (!strcmp(a, "gemma") || !strcmp(a, "gemma2") || !strcmp(a, "gemma3")));
-	int phi3 = llama && !strcmp(a, "phi3");
 	const gguf_kv *toks = gguf_find(g, "tokenizer.ggml.tokens");
 	if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->arr_n == 0 ||
 	    toks->arr_n >= (1u << 24)) {
@@ -417,7 +421,7 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			if (add_pre(t, b, err) < 0)
 				goto fail;
 		} else {
-			if (!strcmp(p, "smollm")) {
+			if (!strcmp(p, "smollm") || !strcmp(p, "starcoder") || !strcmp(p, "refact")) {
 				pre_op d = { 0 };
 				d.type = PRE_DIGITS;
 				d.individual_digits = 1;
@@ -434,6 +438,11 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 		}
 		if (add_dec(t, DEC_BYTELEVEL, NULL, NULL, 0, 0, err) < 0)
 			goto fail;
+		/* Llama 3's tokenizer.json sets ignore_merges (so does llama.cpp for these) */
+		static const char *const ign[] = { "llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral", "tekken", NULL };
+		for (int k = 0; ign[k]; k++)
+			if (!strcmp(p, ign[k]))
+				t->ignore_merges = 1;
 	} else {
 		t->byte_fallback = 1;
 		t->fuse_unk = 1;
@@ -448,20 +457,14 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			s.re = tok_add_regex(t, "\\x20", err);
 			if (s.re < 0 || add_pre(t, s, err) < 0)
 				goto fail;
-		} else if (phi3) {
-			if (add_norm(t, NORM_PREPEND, NULL, "\xE2\x96\x81", err) < 0 ||
-			    add_norm(t, NORM_REPLACE, " ", "\xE2\x96\x81", err) < 0)
-				goto fail;
 		} else {
-			pre_op ms = { 0 };
-			ms.type = PRE_METASPACE;
-			ms.re = -1;
-			memcpy(ms.repl, "\xE2\x96\x81", 4);
-			ms.repl_len = 3;
-			ms.repl_cp = 0x2581;
-			ms.prepend_scheme = PREPEND_FIRST;
-			ms.split = 0;
-			if (add_pre(t, ms, err) < 0)
+			/* Llama 2 / Mistral / Phi-3: the "legacy" SentencePiece normalizers of their
+			 * tokenizer.json (and llama.cpp): every segment gets a "▁" prefix, as
+			 * tokenizer.ggml.add_space_prefix (default true) says */
+			int asp = 1;
+			gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &asp);
+			if ((asp && add_norm(t, NORM_PREPEND, NULL, "\xE2\x96\x81", err) < 0) ||
+			    add_norm(t, NORM_REPLACE, " ", "\xE2\x96\x81", err) < 0)
 				goto fail;
 		}
 		if (add_dec(t, DEC_REPLACE, "\xE2\x96\x81", " ", 0, 0, err) < 0 ||

@@ -23,7 +23,12 @@ Deviations from the plain transformers conversion (documented in docs/tokenizers
     tokenizer classes register defaults such as <|endoftext|> as NEW ids the model does
     not have);
   - smollm2 gets SmolLM2's real pre-tokenizer, Digits(individual_digits) + ByteLevel,
-    as in its tokenizer.json on the Hub and in llama.cpp ("smollm").
+    as in its tokenizer.json on the Hub and in llama.cpp ("smollm");
+  - llama-bpe gets ignore_merges = true, as Meta's Llama 3 tokenizer.json;
+  - llama-spm gets Llama 2's legacy normalizers (Prepend "▁" + Replace " " -> "▁", no
+    pre-tokenizer) instead of transformers' Metaspace(prepend_scheme="first").
+  These make the fixtures equal the real tokenizers; llama.cpp's test vectors (copied to
+  llamacpp/ggml-vocab-NAME.gguf.inp/.out) are checked against them too.
 
 Usage: scripts/gen-tokenizer-fixtures.py [--work DIR] [--out tests/fixtures/tokenizers]
 """
@@ -142,6 +147,11 @@ def convert(gguf_path, workdir):
 SMOLLM_PRE = {"type": "Sequence", "pretokenizers": [
     {"type": "Digits", "individual_digits": True},
     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
+LEGACY_SPM_NORM = {"type": "Sequence", "normalizers": [
+    {"type": "Prepend", "prepend": "\u2581"},
+    {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
 
 
 # ---------------------------------------------------------------- corpus
@@ -394,6 +404,12 @@ def main():
         "gpt-2": (src["gpt-2"], False, True),
         "gemma3": (src["gemma3"], "gz", False),
     }
+    vec_dir = os.path.join(args.out, "llamacpp")
+    os.makedirs(vec_dir, exist_ok=True)
+    for name in ("llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3"):
+        for ext in (".inp", ".out"):
+            with open(src[name] + ext, "rb") as fi, open(os.path.join(vec_dir, "ggml-vocab-%s.gguf%s" % (name, ext)), "wb") as fo:
+                fo.write(fi.read())
     for name, tok in synthetic_tokenizers(texts).items():
         os.makedirs(os.path.join(args.out, name), exist_ok=True)
         with gzip.GzipFile(os.path.join(args.out, name, "tokenizer.json.gz"), "wb", mtime=0) as f:
@@ -405,6 +421,11 @@ def main():
         d, tconfig = convert(vo, args.work)
         if name == "smollm2":
             d["pre_tokenizer"] = SMOLLM_PRE
+        if name == "llama-bpe":
+            d["model"]["ignore_merges"] = True  # as Meta's Llama 3 tokenizer.json
+        if name == "llama-spm":
+            d["normalizer"] = LEGACY_SPM_NORM  # as Llama 2's tokenizer.json (legacy)
+            d["pre_tokenizer"] = None
         js = json.dumps(d, ensure_ascii=False, separators=(",", ":"))
         tok = Tokenizer.from_str(js)
         if keep_json:
