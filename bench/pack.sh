@@ -23,7 +23,7 @@ BINDIR=${BINDIR:-$BUILD/bin}
 TMPD=${BENCH_TMP:-/tmp}/sftkit-bench-pack
 mkdir -p "$TMPD"
 make -s -j2 BUILD="$BUILD" BINDIR="$BINDIR" TOOLS=pack \
-	LIB_SRC="libcommon/error.c libcommon/log.c libcommon/cli.c libcommon/config.c libcommon/jsonl.c libcommon/atomic.c libcommon/progress.c libcommon/shard.c libcommon/tokenizer.c libcommon/tokenizer_gguf.c libcommon/gguf.c" \
+	LIB_SRC="libcommon/error.c libcommon/log.c libcommon/cli.c libcommon/config.c libcommon/jsonl.c libcommon/json_scan.c libcommon/atomic.c libcommon/fsutil.c libcommon/progress.c libcommon/shard.c libcommon/tokenizer.c libcommon/tokenizer_gguf.c libcommon/gguf.c" \
 	"$BINDIR/pack" "$BUILD/libcommon.a"
 
 cat >"$TMPD/gen.c" <<'C'

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -265,9 +266,102 @@ struct shard_writer {
 	uint32_t res_n, res_seg, res_pad;
 	shard_counts counts;
 	int failed;
+	/* file form: a second thread hashes and writes full blocks while the caller fills the
+	 * other buffer (buf2); it only touches fp, h128 and the block it was handed */
+	uint8_t *buf2;
+	size_t cap_buf2;
+	int bg_on;
+	pthread_t bg;
+	pthread_mutex_t bg_mu;
+	pthread_cond_t bg_cv;
+	const uint8_t *bg_blk; /* handed over, NULL when the thread is idle */
+	size_t bg_len;
+	uint64_t bg_kicked; /* file offset up to which writeback was started */
+	int bg_quit, bg_errno; /* bg_errno: a write failed */
 };
 
 #define W_BLOCK ((size_t)512 << 10)
+
+static void *bg_main(void *arg)
+{
+	shard_writer *w = arg;
+	pthread_mutex_lock(&w->bg_mu);
+	for (;;) {
+		while (!w->bg_blk && !w->bg_quit)
+			pthread_cond_wait(&w->bg_cv, &w->bg_mu);
+		if (!w->bg_blk)
+			break;
+		const uint8_t *p = w->bg_blk;
+		size_t n = w->bg_len;
+		pthread_mutex_unlock(&w->bg_mu);
+		XXH3_128bits_update(w->h128, p, n);
+		int e = fwrite(p, 1, n, w->fp) == n ? 0 : (errno ? errno : EIO);
+#ifdef SYNC_FILE_RANGE_WRITE
+		/* start the disk writeback of every 16 MiB now (not waiting for it), so the
+		 * fsync at close finds little left and the disk works while packing goes on */
+		off_t end = ftello(w->fp);
+		if (!e && end > 0 && (uint64_t)end - w->bg_kicked >= ((uint64_t)16 << 20)) {
+			sync_file_range(fileno(w->fp), (off_t)w->bg_kicked, end - (off_t)w->bg_kicked, SYNC_FILE_RANGE_WRITE);
+			w->bg_kicked = (uint64_t)end;
+		}
+#endif
+		pthread_mutex_lock(&w->bg_mu);
+		if (e && !w->bg_errno)
+			w->bg_errno = e;
+		w->bg_blk = NULL;
+		pthread_cond_broadcast(&w->bg_cv);
+	}
+	pthread_mutex_unlock(&w->bg_mu);
+	return NULL;
+}
+
+/* Waits until the thread is idle; fails if a block it wrote failed. */
+static int bg_wait(shard_writer *w, sft_error *err)
+{
+	if (!w->bg_on)
+		return 0;
+	pthread_mutex_lock(&w->bg_mu);
+	while (w->bg_blk)
+		pthread_cond_wait(&w->bg_cv, &w->bg_mu);
+	int e = w->bg_errno;
+	pthread_mutex_unlock(&w->bg_mu);
+	if (e) {
+		w->failed = 1;
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed: %s", w->af ? w->af->path : "<stream>",
+				     strerror(e));
+	}
+	return 0;
+}
+
+static void bg_start(shard_writer *w)
+{
+	if (pthread_mutex_init(&w->bg_mu, NULL))
+		return;
+	if (pthread_cond_init(&w->bg_cv, NULL)) {
+		pthread_mutex_destroy(&w->bg_mu);
+		return;
+	}
+	if (pthread_create(&w->bg, NULL, bg_main, w)) { /* no thread: blocks are written inline */
+		pthread_cond_destroy(&w->bg_cv);
+		pthread_mutex_destroy(&w->bg_mu);
+		return;
+	}
+	w->bg_on = 1;
+}
+
+static void bg_stop(shard_writer *w)
+{
+	if (!w->bg_on)
+		return;
+	pthread_mutex_lock(&w->bg_mu);
+	w->bg_quit = 1;
+	pthread_cond_broadcast(&w->bg_cv);
+	pthread_mutex_unlock(&w->bg_mu);
+	pthread_join(w->bg, NULL);
+	pthread_cond_destroy(&w->bg_cv);
+	pthread_mutex_destroy(&w->bg_mu);
+	w->bg_on = 0;
+}
 
 static int w_write(shard_writer *w, const void *p, size_t n, sft_error *err)
 {
@@ -283,18 +377,36 @@ static int w_write(shard_writer *w, const void *p, size_t n, sft_error *err)
 	return 0;
 }
 
-/* Writes the pending block. */
+/* Writes the pending block: hands it to the thread (once the previous one is done) and
+ * continues in the other buffer, or writes it here. */
 static int w_flush(shard_writer *w, sft_error *err)
 {
 	size_t n = w->used;
 	w->used = 0;
-	return w_write(w, w->buf, n, err);
+	if (!w->bg_on)
+		return w_write(w, w->buf, n, err);
+	if (bg_wait(w, err) < 0)
+		return -SFT_EXIT_RUNTIME;
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&w->bg_mu);
+	w->bg_blk = w->buf;
+	w->bg_len = n;
+	pthread_cond_broadcast(&w->bg_cv);
+	pthread_mutex_unlock(&w->bg_mu);
+	uint8_t *t = w->buf;
+	w->buf = w->buf2;
+	w->buf2 = t;
+	size_t c = w->cap_buf;
+	w->cap_buf = w->cap_buf2;
+	w->cap_buf2 = c;
+	return 0;
 }
 
-/* Appends bytes outside records (header, end marker, index). */
+/* Appends bytes outside records (header, end marker, index), after every pending block. */
 static int w_put(shard_writer *w, const void *p, size_t n, sft_error *err)
 {
-	if (w_flush(w, err) < 0)
+	if (w_flush(w, err) < 0 || bg_wait(w, err) < 0)
 		return -SFT_EXIT_RUNTIME;
 	if (n && fwrite(p, 1, n, w->fp) != n) {
 		w->failed = 1;
@@ -350,10 +462,13 @@ shard_writer *shard_writer_open_file(const char *path, const shard_header *h, sf
 	atomic_file *af = atomic_open(path, err);
 	if (!af)
 		return NULL;
-	setvbuf(af->fp, NULL, _IOFBF, 1 << 20);
+	/* unbuffered: records go out in large blocks already (no copy through stdio) */
+	setvbuf(af->fp, NULL, _IONBF, 0);
 	shard_writer *w = writer_new(af->fp, af, h, err);
 	if (!w)
 		atomic_abort(af);
+	else
+		bg_start(w);
 	return w;
 }
 
@@ -566,10 +681,12 @@ void shard_bits_copy(uint8_t *dst, size_t dst_bit, const uint8_t *src, size_t sr
 
 static void writer_free(shard_writer *w)
 {
+	bg_stop(w);
 	XXH3_freeState(w->h64);
 	XXH3_freeState(w->h128);
 	free(w->index);
 	free(w->buf);
+	free(w->buf2);
 	free(w);
 }
 
@@ -577,6 +694,7 @@ void shard_writer_abort(shard_writer *w)
 {
 	if (!w)
 		return;
+	bg_stop(w); /* before its FILE goes */
 	atomic_abort(w->af);
 	writer_free(w);
 }

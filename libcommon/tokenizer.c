@@ -2849,7 +2849,10 @@ static char *dup_token_field(json_t *v)
 	return NULL;
 }
 
-static int load_config(tokenizer *t, const char *cfg, size_t len, sft_error *err)
+/* add_bos_token / add_eos_token from tokenizer_config.json: -1 when absent */
+typedef struct cfg_flags { int add_bos, add_eos; } cfg_flags;
+
+static int load_config(tokenizer *t, const char *cfg, size_t len, cfg_flags *fl, sft_error *err)
 {
 	json_error_t je;
 	json_t *c = json_loadb(cfg, len, 0, &je);
@@ -2871,6 +2874,9 @@ static int load_config(tokenizer *t, const char *cfg, size_t len, sft_error *err
 				t->chat_template = tok_strndup(tp, strlen(tp));
 		}
 	}
+	json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
+	fl->add_bos = json_is_boolean(ab) ? json_is_true(ab) : -1;
+	fl->add_eos = json_is_boolean(ae) ? json_is_true(ae) : -1;
 	const char *names[4] = { "bos_token", "eos_token", "pad_token", "unk_token" };
 	char **dst[4] = { &t->bos, &t->eos, &t->pad, &t->unk };
 	for (int i = 0; i < 4; i++) {
@@ -3009,8 +3015,13 @@ tokenizer *tokenizer_load_json(const char *json, size_t len, const char *config_
 	}
 	if (!rc)
 		rc = tok_finalize(t, err);
+	cfg_flags fl = { -1, -1 };
 	if (!rc && config_json)
-		rc = load_config(t, config_json, config_len, err);
+		rc = load_config(t, config_json, config_len, &fl, err);
+	/* add_bos_token / add_eos_token in tokenizer_config.json are read but not applied:
+	 * transformers 5 (TokenizersBackend, LlamaTokenizer, GemmaTokenizer) keeps the
+	 * tokenizer.json post-processor too (checked with transformers 5.23) */
+	(void)fl;
 	if (rc) {
 		sft_error_prefix(err, "%s", name);
 		tokenizer_free(t);

@@ -54,7 +54,10 @@ void tokenizer_free(tokenizer *t); /* NULL safe */
 uint32_t tokenizer_vocab_size(const tokenizer *t);
 
 /* Encodes len bytes of text. add_special: apply the post-processor (BOS/EOS
- * TemplateProcessing) like tokenizers' encode(add_special_tokens=True).
+ * TemplateProcessing) like tokenizers' encode(add_special_tokens=True), which is also
+ * what transformers 5's tokenizer(text) does (it keeps the tokenizer.json post-processor
+ * even when tokenizer_config.json sets add_bos_token). For GGUF input: BOS/EOS as
+ * tokenizer.ggml.add_bos_token/add_eos_token say (see docs/tokenizers.md).
  * On success *ids is a malloc'd array of *n_ids ids (non-NULL even when empty). */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_special,
                      uint32_t **ids, size_t *n_ids, sft_error *err);

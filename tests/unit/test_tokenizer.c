@@ -438,6 +438,17 @@ static void test_gguf_metadata_and_bos(void **s)
 	assert_int_equal(ids[2], 3186);
 	free(ids);
 	tokenizer_free(t);
+
+	/* the converted tokenizer.json has no BOS in its template; its tokenizer_config.json
+	 * says add_bos_token: true, which transformers 5.23 ignores too:
+	 * AutoTokenizer(dir)("Hello world") == [15043, 3186] */
+	t = load_fixture("llama-spm", "llama-spm/tokenizer.json.gz");
+	assert_int_equal(tokenizer_add_bos(t), 0);
+	assert_int_equal(tokenizer_encode(t, "Hello world", 11, 1, &ids, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 15043);
+	free(ids);
+	tokenizer_free(t);
 }
 
 static void test_fingerprint(void **s)
@@ -573,6 +584,64 @@ static void test_threads(void **s)
 		assert_int_equal(args[i].bad, 0);
 	}
 	tokenizer_free(t);
+}
+
+/* llama.cpp's tokenizer test vectors (models/ggml-vocab-NAME.gguf.inp/.out, produced by
+ * llama.cpp from the real Hugging Face tokenizers) against our fixtures */
+static void check_llamacpp_vectors(const char *name, const char *file)
+{
+	tokenizer *t = load_fixture(name, file);
+	char path[1200];
+	size_t ni, no;
+	snprintf(path, sizeof path, "%s/llamacpp/ggml-vocab-%s.gguf.inp", fixdir, name);
+	char *in = read_all(path, &ni);
+	snprintf(path, sizeof path, "%s/llamacpp/ggml-vocab-%s.gguf.out", fixdir, name);
+	char *out = read_all(path, &no);
+	assert_non_null(in);
+	assert_non_null(out);
+	const char *sep = "\n__ggml_vocab_test__\n";
+	char *s = in, *o = out;
+	int ok = 0, bad = 0;
+	for (;;) {
+		char *x = strstr(s, sep);
+		size_t l = x ? (size_t)(x - s) : strlen(s);
+		char *nl = strchr(o, '\n');
+		if ((!x && l == 0) || !nl)
+			break;
+		uint32_t *want, *got;
+		size_t nw = parse_ids(o, (size_t)(nl - o), &want), ng;
+		sft_error e = { 0 };
+		assert_int_equal(tokenizer_encode(t, s, l, 0, &got, &ng, &e), 0);
+		if (ng == nw && !memcmp(got, want, nw * sizeof *got))
+			ok++;
+		else {
+			bad++;
+			print_message("%s: llama.cpp vector %d (\"%.*s\") differs\n", name, ok + bad, (int)(l > 40 ? 40 : l), s);
+		}
+		free(got);
+		free(want);
+		o = nl + 1;
+		if (!x)
+			break;
+		s = x + strlen(sep);
+	}
+	print_message("%s (%s): %d/%d llama.cpp vectors identical\n", name, file, ok, ok + bad);
+	assert_true(ok >= 40);
+	assert_int_equal(bad, 0);
+	free(in);
+	free(out);
+	tokenizer_free(t);
+}
+
+static void test_llamacpp_vectors(void **s)
+{
+	(void)s;
+	check_llamacpp_vectors("llama-spm", "llama-spm.gguf");
+	check_llamacpp_vectors("llama-spm", "llama-spm/tokenizer.json.gz");
+	check_llamacpp_vectors("llama-bpe", "llama-bpe/tokenizer.json.gz");
+	check_llamacpp_vectors("qwen2", "qwen2/tokenizer.json.gz");
+	check_llamacpp_vectors("gpt-2", "gpt-2/tokenizer.json.gz");
+	check_llamacpp_vectors("phi-3", "phi-3/tokenizer.json.gz");
 }
 
 static void write_file(const char *path, const char *data, size_t n)
@@ -729,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_parity_smollm2_gguf),
 		cmocka_unit_test(test_parity_llama2_gguf),
 		cmocka_unit_test(test_parity_gemma3_gguf),
+		cmocka_unit_test(test_llamacpp_vectors),
 		cmocka_unit_test(test_fast_splitters_match_pcre2),
 		cmocka_unit_test(test_roundtrip_bytelevel),
 		cmocka_unit_test(test_invalid_utf8),

@@ -3,9 +3,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+
+#include "json_scan.h"
 
 #define MAX_DEPTH 1000
 
@@ -49,206 +48,49 @@ static int arena_reserve(jdom *d, size_t need)
 	return 0;
 }
 
+/* The lexing (whitespace, strings, numbers, UTF-8) is libcommon's json_scan, the one
+ * the jansson reader of jsonl.c uses; jdom adds the arena, the byte columns and the
+ * messages. */
 static void skip_ws(P *p)
 {
-	while (p->i < p->len) {
-		unsigned char c = p->s[p->i];
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') p->i++;
-		else break;
-	}
+	p->i = (size_t)(json_scan_ws(p->s + p->i, p->s + p->len) - p->s);
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
-}
-
-/* Length of a valid UTF-8 sequence at s (max n bytes), or 0. */
-static int utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80) return 1;
-	if (c >= 0xC2 && c <= 0xDF) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-	if (c >= 0xE0 && c <= 0xEF) {
-		if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-		if (c == 0xE0 && s[1] < 0xA0) return 0;
-		if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogates */
-		return 3;
-	}
-	if (c >= 0xF0 && c <= 0xF4) {
-		if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-		if (c == 0xF0 && s[1] < 0x90) return 0;
-		if (c == 0xF4 && s[1] >= 0x90) return 0;
-		return 4;
-	}
-	return 0;
-}
-
-/* Parses a string at p->i (the opening quote). On success sets the offset, length and arena flag. */
+/* Parses a string at p->i (the opening quote). On success sets the offset, length and
+ * arena flag; strings without escapes stay in the line. */
 static int parse_string(P *p, size_t *off, size_t *olen, uint8_t *in_arena)
 {
-	p->i++; /* quote */
-	size_t start = p->i;
-	/* fast scan: no escapes */
-	while (p->i < p->len) {
-#if defined(__SSE2__)
-		/* skip 16 plain ASCII bytes at a time: no quote, backslash, control or
-		 * non-ASCII byte (signed compare: bytes >= 0x80 are negative, < 0x20) */
-		while (p->i + 16 <= p->len) {
-			__m128i x = _mm_loadu_si128((const __m128i *)(p->s + p->i));
-			__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
-							      _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-						 _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
-			int bits = _mm_movemask_epi8(m);
-			if (bits) {
-				p->i += (size_t)__builtin_ctz((unsigned)bits);
-				break;
-			}
-			p->i += 16;
-		}
-		if (p->i >= p->len) break;
-#endif
-		unsigned char c = p->s[p->i];
-		if (c == '"') {
-			*off = start, *olen = p->i - start, *in_arena = 0;
-			p->i++;
+	const unsigned char *s = p->s + ++p->i, *end = p->s + p->len, *q;
+	int r = json_scan_string(s, end, &q);
+	if (r == JSCAN_OK) {
+		*off = p->i, *olen = (size_t)(q - s), *in_arena = 0;
+		p->i = (size_t)(q + 1 - p->s);
+		return 0;
+	}
+	if (r == JSCAN_ESCAPED) {
+		/* decoded into the arena: the result is never longer than the source */
+		jdom *d = p->d;
+		int nul;
+		if (arena_reserve(d, (size_t)(end - s) + 4) < 0) return -2;
+		r = json_scan_unescape(s, q, end, 0, d->arena + d->alen, olen, &nul, &q);
+		if (r == JSCAN_OK) {
+			*off = d->alen, *in_arena = 1;
+			d->alen += *olen;
+			p->i = (size_t)(q - p->s);
 			return 0;
 		}
-		if (c == '\\') break;
-		if (c < 0x20) return fail(p, "control character in string");
-		if (c < 0x80) p->i++;
-		else {
-			int k = utf8_len(p->s + p->i, p->len - p->i);
-			if (!k) return fail(p, "invalid UTF-8 in string");
-			p->i += (size_t)k;
-		}
 	}
-	if (p->i >= p->len) return fail(p, "unterminated string");
-	/* slow path: copy into arena with escapes decoded; the result is never longer
-	 * than the source */
-	jdom *d = p->d;
-	if (arena_reserve(d, p->len - start + 4) < 0) return -2;
-	size_t aoff = d->alen;
-	char *o = d->arena + aoff;
-	size_t n = p->i - start;
-	memcpy(o, p->s + start, n);
-	while (p->i < p->len) {
-		unsigned char c = p->s[p->i];
-		if (c == '"') {
-			p->i++;
-			*off = aoff, *olen = n, *in_arena = 1;
-			d->alen += n;
-			return 0;
-		}
-		if (c < 0x20) return fail(p, "control character in string");
-		if (c != '\\') {
-#if defined(__SSE2__)
-			/* copy runs of 16 plain ASCII bytes; output never outruns input, so the
-			 * reserve above covers the 16-byte store */
-			if (c < 0x80) {
-				while (p->i + 16 <= p->len) {
-					__m128i x = _mm_loadu_si128((const __m128i *)(p->s + p->i));
-					__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
-									      _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-								 _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
-					int bits = _mm_movemask_epi8(m);
-					_mm_storeu_si128((__m128i *)(o + n), x);
-					if (bits) {
-						unsigned k = (unsigned)__builtin_ctz((unsigned)bits);
-						n += k, p->i += k;
-						break;
-					}
-					n += 16, p->i += 16;
-				}
-				if (p->i >= p->len) break;
-				c = p->s[p->i];
-				if (c == '"' || c == '\\' || c < 0x20) continue;
-			}
-#endif
-			int k = c < 0x80 ? 1 : utf8_len(p->s + p->i, p->len - p->i);
-			if (!k) return fail(p, "invalid UTF-8 in string");
-			for (int q = 0; q < k; q++) o[n + (size_t)q] = (char)p->s[p->i + (size_t)q];
-			n += (size_t)k, p->i += (size_t)k;
-			continue;
-		}
-		p->i++;
-		if (p->i >= p->len) break;
-		c = p->s[p->i++];
-		switch (c) {
-		case '"': o[n++] = '"'; break;
-		case '\\': o[n++] = '\\'; break;
-		case '/': o[n++] = '/'; break;
-		case 'b': o[n++] = '\b'; break;
-		case 'f': o[n++] = '\f'; break;
-		case 'n': o[n++] = '\n'; break;
-		case 'r': o[n++] = '\r'; break;
-		case 't': o[n++] = '\t'; break;
-		case 'u': {
-			unsigned cp = 0;
-			for (int k = 0; k < 4; k++) {
-				int h = p->i < p->len ? hexval(p->s[p->i]) : -1;
-				if (h < 0) return fail(p, "invalid \\u escape");
-				cp = cp * 16 + (unsigned)h, p->i++;
-			}
-			if (cp >= 0xD800 && cp <= 0xDBFF) {
-				unsigned lo = 0;
-				if (p->i + 6 > p->len || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
-					return fail(p, "invalid Unicode surrogate pair");
-				p->i += 2;
-				for (int k = 0; k < 4; k++) {
-					int h = hexval(p->s[p->i]);
-					if (h < 0) return fail(p, "invalid \\u escape");
-					lo = lo * 16 + (unsigned)h, p->i++;
-				}
-				if (lo < 0xDC00 || lo > 0xDFFF) return fail(p, "invalid Unicode surrogate pair");
-				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-				return fail(p, "invalid Unicode surrogate pair");
-			}
-			if (cp == 0) return fail(p, "\\u0000 is not allowed");
-			/* \uXXXX is 6 bytes of input and at most 3 bytes of output (4 for 12 in) */
-			if (cp < 0x80) o[n++] = (char)cp;
-			else if (cp < 0x800) o[n++] = (char)(0xC0 | cp >> 6), o[n++] = (char)(0x80 | (cp & 0x3F));
-			else if (cp < 0x10000)
-				o[n++] = (char)(0xE0 | cp >> 12), o[n++] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-				o[n++] = (char)(0x80 | (cp & 0x3F));
-			else
-				o[n++] = (char)(0xF0 | cp >> 18), o[n++] = (char)(0x80 | ((cp >> 12) & 0x3F)),
-				o[n++] = (char)(0x80 | ((cp >> 6) & 0x3F)), o[n++] = (char)(0x80 | (cp & 0x3F));
-			break;
-		}
-		default: p->i--; return fail(p, "invalid escape");
-		}
-	}
-	return fail(p, "unterminated string");
+	p->i = (size_t)(q - p->s);
+	return fail(p, json_scan_strerror(r));
 }
 
 static int parse_number(P *p)
 {
-	size_t i = p->i;
-	const unsigned char *s = p->s;
-	if (i < p->len && s[i] == '-') i++;
-	if (i >= p->len) return fail(p, "invalid number");
-	if (s[i] == '0') i++;
-	else if (s[i] >= '1' && s[i] <= '9')
-		while (i < p->len && s[i] >= '0' && s[i] <= '9') i++;
-	else return fail(p, "invalid number");
-	if (i < p->len && s[i] == '.') {
-		i++;
-		if (i >= p->len || s[i] < '0' || s[i] > '9') return p->i = i, fail(p, "invalid number");
-		while (i < p->len && s[i] >= '0' && s[i] <= '9') i++;
-	}
-	if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < p->len && (s[i] == '+' || s[i] == '-')) i++;
-		if (i >= p->len || s[i] < '0' || s[i] > '9') return p->i = i, fail(p, "invalid number");
-		while (i < p->len && s[i] >= '0' && s[i] <= '9') i++;
-	}
-	p->i = i;
-	return 0;
+	const unsigned char *q;
+	int is_real;
+	int r = json_scan_number(p->s + p->i, p->s + p->len, &q, &is_real);
+	p->i = (size_t)(q - p->s);
+	return r ? fail(p, json_scan_strerror(r)) : 0;
 }
 
 static long parse_value(P *p);

@@ -3,7 +3,8 @@
  * ds-dedup parses every record only to pull text out of it, so instead of building
  * jansson objects (one malloc per value) it fills flat node arrays that are reused from
  * record to record. Strictness follows RFC 8259 (as jansson: UTF-8 checked, control
- * characters in strings rejected, no trailing commas, top-level must be an object).
+ * characters in strings rejected, no trailing commas, top-level must be an object); the
+ * lexing is libcommon/json_scan.h, the same as the jansson reader's (jsonl.h).
  *
  * Ownership: a jdom is caller-owned; jdom_parse resets and refills it; jdom_free releases
  * it. Strings handed out point into the input line or into the jdom's string arena and

@@ -461,15 +461,24 @@ static int stream_error(const src_member *m, const char *name, sft_error *err)
 	return -err->code;
 }
 
-static int read_jsonl(app *a, src_member *m, const char *name, sft_error *err)
+/* JSONL and CSV records go through the same loop; a reader is its next and line. */
+typedef struct rec_reader {
+	void *r;
+	int (*next)(void *r, json_t **rec, sft_error *err);
+	long (*line)(const void *r);
+} rec_reader;
+
+static int jsonl_next_rec(void *r, json_t **rec, sft_error *err) { return jsonl_next(r, rec, err); }
+static long jsonl_line_rec(const void *r) { return jsonl_line(r); }
+static int csv_next_rec(void *r, json_t **rec, sft_error *err) { return csv_next_object(r, rec, err); }
+static long csv_line_rec(const void *r) { return csv_record_line(r); }
+
+static int read_records(app *a, src_member *m, const char *name, const rec_reader *rr, sft_error *err)
 {
-	jsonl_reader *r = jsonl_open_stream(m->fp, name);
-	if (!r)
-		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 	int rc = 0;
 	while (!a->done) {
 		json_t *rec = NULL;
-		rc = jsonl_next(r, &rec, err);
+		rc = rr->next(rr->r, &rec, err);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
@@ -482,12 +491,21 @@ static int read_jsonl(app *a, src_member *m, const char *name, sft_error *err)
 			continue;
 		}
 		char where[1100];
-		snprintf(where, sizeof where, "%s:%ld", name, jsonl_line(r));
+		snprintf(where, sizeof where, "%s:%ld", name, rr->line(rr->r));
 		if ((rc = handle_record(a, rec, where, err)) < 0 && (rc = bad_record(a, err)) < 0)
 			break;
 	}
-	jsonl_close(r);
 	return rc < 0 ? rc : 0;
+}
+
+static int read_jsonl(app *a, src_member *m, const char *name, sft_error *err)
+{
+	jsonl_reader *r = jsonl_open_stream(m->fp, name);
+	if (!r)
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	int rc = read_records(a, m, name, &(rec_reader){r, jsonl_next_rec, jsonl_line_rec}, err);
+	jsonl_close(r);
+	return rc;
 }
 
 static int read_csv(app *a, src_member *m, const char *name, int delim, sft_error *err)
@@ -495,28 +513,9 @@ static int read_csv(app *a, src_member *m, const char *name, int delim, sft_erro
 	csv_reader *r = csv_open_stream(m->fp, name, delim);
 	if (!r)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
-	int rc = 0;
-	while (!a->done) {
-		json_t *rec = NULL;
-		rc = csv_next_object(r, &rec, err);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			if (err->code == SFT_EXIT_RUNTIME) {
-				rc = stream_error(m, name, err);
-				break;
-			}
-			if ((rc = bad_record(a, err)) < 0)
-				break;
-			continue;
-		}
-		char where[1100];
-		snprintf(where, sizeof where, "%s:%ld", name, csv_record_line(r));
-		if ((rc = handle_record(a, rec, where, err)) < 0 && (rc = bad_record(a, err)) < 0)
-			break;
-	}
+	int rc = read_records(a, m, name, &(rec_reader){r, csv_next_rec, csv_line_rec}, err);
 	csv_close(r);
-	return rc < 0 ? rc : 0;
+	return rc;
 }
 
 static int read_json(app *a, src_member *m, const char *name, sft_error *err)

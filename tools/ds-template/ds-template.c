@@ -21,7 +21,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "progress.h"
-#include "fastjson.h"
+#include "json_scan.h"
 #include "tpl.h"
 
 enum out_format { OUT_DEFAULT = 0, OUT_MESSAGES, OUT_PC, OUT_TEXT };
@@ -226,7 +226,7 @@ static int on_option(void *ctx, int id, const char *arg, const char *source, sft
 	}
 	case O_ADD_GEN: S->add_gen = 1; return 0;
 	case O_SYSTEM:
-		if (!fastjson_utf8_valid(arg, strlen(arg)))
+		if (!json_utf8_valid(arg, strlen(arg)))
 			return sft_error_set(err, SFT_EXIT_USAGE, "--system: not valid UTF-8");
 		S->system = arg;
 		return 0;
@@ -371,7 +371,7 @@ static int render_templates(const state *S, const json_t *rec, item *it, char *r
 			continue;
 		if (render_one(S, k, rec, it, &r[k], &n[k]) < 0)
 			goto fail;
-		if (!fastjson_utf8_valid(r[k], n[k])) {
+		if (!json_utf8_valid(r[k], n[k])) {
 			sft_error e;
 			sft_error_set(&e, SFT_EXIT_INTERNAL, "%s rendered invalid UTF-8", tpl_files[k]);
 			fail(it, RS_TEMPLATE, &e);
@@ -467,17 +467,17 @@ static int render_chat(const state *S, const json_t *msgs, const json_t *rec, in
 static int pass_field(const state *S, int fmt, const char *k);
 
 /* Appends `,"key":value` for each field of rec that passes through, then "}\n". */
-static int put_passthrough(const state *S, int fmt, const json_t *rec, fj_buf *b)
+static int put_passthrough(const state *S, int fmt, const json_t *rec, json_buf *b)
 {
 	const char *k;
 	json_t *v;
 	int bad = 0;
 	json_object_foreach((json_t *)rec, k, v) {
 		if (pass_field(S, fmt, k))
-			bad |= fj_put(b, ",", 1) || fj_put_string(b, k, strlen(k)) || fj_put(b, ":", 1) ||
-			       fj_put_value(b, v);
+			bad |= json_buf_put(b, ",", 1) || json_buf_string(b, k, strlen(k)) || json_buf_put(b, ":", 1) ||
+			       json_buf_value(b, v);
 	}
-	return bad | fj_put(b, "}\n", 2);
+	return bad | json_buf_put(b, "}\n", 2);
 }
 
 /* The common case, templates to {"messages":[...]}, written without building jansson
@@ -498,8 +498,8 @@ static void process_templates_direct(const state *S, item *it, const json_t *rec
 		it->empty_user = 1;
 	if (r[T_ASSISTANT] && blank(r[T_ASSISTANT], n[T_ASSISTANT]))
 		it->empty_asst = 1;
-	fj_buf b = {it->out, 0, it->out_cap};
-	int bad = fj_put(&b, "{\"messages\":[", 13);
+	json_buf b = {it->out, 0, it->out_cap};
+	int bad = json_buf_put(&b, "{\"messages\":[", 13);
 	int first = 1;
 	const char *content[T_N] = {sys, r[T_USER], r[T_ASSISTANT]};
 	size_t len[T_N] = {sys_n, n[T_USER], n[T_ASSISTANT]};
@@ -509,11 +509,11 @@ static void process_templates_direct(const state *S, item *it, const json_t *rec
 	for (int k = 0; k < T_N; k++) {
 		if (!content[k])
 			continue;
-		bad |= (!first && fj_put(&b, ",", 1)) || fj_put(&b, head[k], strlen(head[k])) ||
-		       fj_put_string(&b, content[k], len[k]) || fj_put(&b, "}", 1);
+		bad |= (!first && json_buf_put(&b, ",", 1)) || json_buf_put(&b, head[k], strlen(head[k])) ||
+		       json_buf_string(&b, content[k], len[k]) || json_buf_put(&b, "}", 1);
 		first = 0;
 	}
-	bad |= fj_put(&b, "]", 1) || put_passthrough(S, 0, rec, &b);
+	bad |= json_buf_put(&b, "]", 1) || put_passthrough(S, 0, rec, &b);
 	it->out = b.buf;
 	it->out_cap = b.cap;
 	it->out_len = b.len;
@@ -533,15 +533,10 @@ static void process(const state *S, item *it)
 	it->fmt = 0;
 	it->out_len = 0;
 	sft_error e = {0};
-	json_t *rec = fastjson_parse(it->line, it->len);
-	if (!rec || !json_is_object(rec)) {
-		/* jansson names the place and the problem */
-		json_decref(rec);
-		rec = json_parse_located(it->line, it->len, it->name, it->lineno, 0, &e);
-		if (!rec) {
-			fail(it, RS_JSON, &e);
-			return;
-		}
+	json_t *rec = json_parse_located(it->line, it->len, it->name, it->lineno, 0, &e);
+	if (!rec) {
+		fail(it, RS_JSON, &e);
+		return;
 	}
 	json_t *msgs = NULL, *res = NULL;
 	if (S->prompts && S->out == OUT_MESSAGES) {
@@ -621,7 +616,7 @@ static void process(const state *S, item *it)
 			json_decref(prompt);
 			json_decref(completion);
 			/* a prefix of valid UTF-8 may end inside a character: check both */
-			if (!fastjson_utf8_valid(fs, fn) || !fastjson_utf8_valid(ps, pn)) {
+			if (!json_utf8_valid(fs, fn) || !json_utf8_valid(ps, pn)) {
 				free(ps);
 				free(fs);
 				sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
@@ -640,7 +635,7 @@ static void process(const state *S, item *it)
 		size_t n;
 		if (render_chat(S, msgs, rec, S->add_gen, &s, &n, it) < 0)
 			goto done;
-		if (!fastjson_utf8_valid(s, n)) {
+		if (!json_utf8_valid(s, n)) {
 			free(s);
 			sft_error_set(&e, SFT_EXIT_DATA, "the chat template rendered invalid UTF-8");
 			fail(it, RS_CHAT, &e);
@@ -652,14 +647,14 @@ static void process(const state *S, item *it)
 		json_object_set(res, "messages", msgs);
 	}
 	/* {<output fields>, <passed-through fields>}\n, written straight into the item */
-	fj_buf b = {it->out, 0, it->out_cap};
-	int bad = fj_put(&b, "{", 1);
+	json_buf b = {it->out, 0, it->out_cap};
+	int bad = json_buf_put(&b, "{", 1);
 	const char *k;
 	json_t *v;
 	int first = 1;
 	json_object_foreach(res, k, v) {
-		bad |= (!first && fj_put(&b, ",", 1)) || fj_put_string(&b, k, strlen(k)) ||
-		       fj_put(&b, ":", 1) || fj_put_value(&b, v);
+		bad |= (!first && json_buf_put(&b, ",", 1)) || json_buf_string(&b, k, strlen(k)) ||
+		       json_buf_put(&b, ":", 1) || json_buf_value(&b, v);
 		first = 0;
 	}
 	bad |= put_passthrough(S, it->fmt, rec, &b);
@@ -754,7 +749,6 @@ static void *worker(void *arg)
 		pthread_cond_broadcast(&P->done);
 	}
 	pthread_mutex_unlock(&P->mu);
-	fastjson_thread_free();
 	return NULL;
 }
 
@@ -1070,7 +1064,6 @@ int main(int argc, char **argv)
 	}
 	chat_tpl_free(S.chat);
 	json_decref(S.chat_kwargs);
-	fastjson_thread_free();
 	for (size_t i = 0; i < S.keep.n; i++)
 		free(S.keep.v[i]);
 	for (size_t i = 0; i < S.drop.n; i++)
