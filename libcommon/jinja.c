@@ -2181,6 +2181,10 @@ static jv *dict_finds(jdict *d, const char *s, size_t n)
 
 static void dict_set(R *r, jdict *d, jv k, jv v)
 {
+	/* the key scan is linear: charge it to the step budget so huge dicts cannot stall */
+	r->steps += (long long)d->n;
+	if (r->steps > r->t->opts.max_steps)
+		rfail(r, NULL, "evaluation step limit exceeded");
 	jv *e = dict_find(d, &k);
 	if (e) {
 		*e = v;
@@ -2618,6 +2622,8 @@ static jv repeat(R *r, const jv *seq, int64_t k, const node *at)
 {
 	if (k < 0)
 		k = 0;
+	if ((seq->t == T_STR ? seq->n : seq->l->n) == 0)
+		k = 0; /* empty * k is empty: no k-step loop */
 	if (seq->t == T_STR) {
 		if (seq->n && (uint64_t)k > r->t->opts.max_output / seq->n)
 			rfail(r, at, "string repetition too large");
@@ -4627,6 +4633,9 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 			if (k.t == T_LIST || k.t == T_DICT || k.t == T_NS)
 				rfail(r, at, "unhashable type: '%s'", type_name(&k));
 			int seen = 0;
+			r->steps += (long long)keys.n;
+			if (r->steps > r->t->opts.max_steps)
+				rfail(r, at, "evaluation step limit exceeded");
 			for (size_t j = 0; j < keys.n && !seen; j++)
 				seen = py_eq(&keys.v[j], &k);
 			if (!seen) {

@@ -219,7 +219,6 @@ static inline uint32_t token_at(const uint8_t *tp, size_t i, unsigned width)
 	return width == 2 ? rd16(tp + 2 * i) : rd32(tp + 4 * i);
 }
 
-
 /* Checks segment lengths against n / n_pad. */
 static int check_segments(const shard_segment *segs, size_t n_seg, size_t n, size_t n_pad, const char *name,
 			  uint64_t off, sft_error *err)

@@ -90,7 +90,9 @@ typedef struct shard_writer shard_writer;
 
 /* Stream form to an open FILE (stdout for tok-encode). The header is written now. */
 shard_writer *shard_writer_open_stream(FILE *fp, const shard_header *h, sft_error *err);
-/* File form at `path`, written atomically (libcommon/atomic.h); adds index + footer. */
+/* File form at `path`, written atomically (libcommon/atomic.h); adds index + footer.
+ * Records are written in 512 KiB blocks by a second thread of the writer's own (it also
+ * computes the checksum), so the caller assembles the next block meanwhile. */
 shard_writer *shard_writer_open_file(const char *path, const shard_header *h, sft_error *err);
 /* Validates (token < vocab, mask 0/1, segments sum) and appends one record. */
 int shard_write(shard_writer *w, const shard_record *r, sft_error *err);
