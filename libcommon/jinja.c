@@ -4627,6 +4627,37 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 		int cs = !missing(&ar[0]) && truthy(r, &ar[0], at);
 		jlist *l = iter_list(r, v, at);
 		vvec out = {0}, keys = {0};
+		if (l->n > 32) {
+			/* many items with keys all str or all int: stable sort of (key, index) pairs,
+			 * keep the first of each run, output in the original order: O(n log n) */
+			jlist *pairs = mklist(r, l->n);
+			int kind = -1;
+			for (size_t i = 0; i < l->n; i++) {
+				jv k = missing(&ar[1]) || ar[1].t == T_NONE ? l->v[i] : attr_path(r, &l->v[i], &ar[1], at);
+				k = lower_if_str(r, &k, cs);
+				if ((k.t != T_STR && k.t != T_INT) || (kind >= 0 && k.t != kind)) {
+					kind = -2;
+					break;
+				}
+				kind = k.t;
+				jlist *pr = mklist(r, 2);
+				pr->v[0] = k;
+				pr->v[1] = mkint((int64_t)i);
+				pairs->v[i] = listv(pr, 1);
+			}
+			if (kind >= 0) {
+				sortctx sc = {.at = at, .case_sensitive = 1};
+				merge_sort(r, pairs->v, pairs->n, cmp_items, &sc);
+				uint8_t *keep = ralloc(r, l->n);
+				for (size_t i = 0; i < pairs->n; i++)
+					if (i == 0 || !py_eq(&pairs->v[i].l->v[0], &pairs->v[i - 1].l->v[0]))
+						keep[pairs->v[i].l->v[1].i] = 1;
+				for (size_t i = 0; i < l->n; i++)
+					if (keep[i])
+						vpush(r, &out, l->v[i]);
+				return as_gen(vvec_list(r, &out));
+			}
+		}
 		for (size_t i = 0; i < l->n; i++) {
 			jv k = missing(&ar[1]) || ar[1].t == T_NONE ? l->v[i] : attr_path(r, &l->v[i], &ar[1], at);
 			k = lower_if_str(r, &k, cs);

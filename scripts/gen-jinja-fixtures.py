@@ -234,6 +234,7 @@ UNIT_CASES = [
      {"l": ["b", "A", "c", "B"], "u": [{"n": 2}, {"n": 1}, {"n": 3}]}),
     ("f_dictsort", "{{ d | dictsort }} {{ d | dictsort(by='value') }} {{ d | dictsort(reverse=true) }} {{ d | items | list }}", {"d": {"b": 1, "A": 3, "c": 2}}),
     ("f_unique", "{{ ['a', 'A', 'b', 'a'] | unique | list }} {{ ['a', 'A'] | unique(case_sensitive=true) | list }} {{ [{'k': 1}, {'k': 1}, {'k': 2}] | unique(attribute='k') | list }}", {}),
+    ("f_unique_many", "{{ range(100000) | unique | list | length }} {{ (range(40) | list + range(45) | list) | unique | list }} {{ (['B', 'a', 'b', 'A', 'c'] * 10) | unique | list }} {{ (['B', 'a', 'b', 'A'] * 10) | unique(case_sensitive=true) | list }} {{ ([1, 'a'] * 20) | unique | list }} {{ ([1, 1.0, true, 2] * 10) | unique | list }}", {}),
     ("f_unique_unhashable", "{{ [{'k': 1}] | unique | list }}", {}),
     ("f_numbers", "{{ '42' | int }} {{ '4.7' | int }} {{ 'x' | int(7) }} {{ 4.9 | int }} {{ '0x1A' | int(base=16) }} {{ '1e3' | float }} {{ 'nan' | float }} {{ 'bad' | float(1.5) }} {{ 2.675 | round(2) }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 2.1 | round(0, 'ceil') }} {{ 2.9 | round(method='floor') }} {{ -4 | abs }} {{ 5 | round }}", {}),
     ("f_default", "{{ nope | d('x') }} {{ '' | default('y') }} {{ '' | default('y', true) }} {{ none | default('z') }} {{ none | default('z', boolean=true) }} {{ 0 | d(5, true) }}", {}),
