@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dequant.h"
 #include "fsutil.h"
+#include "gguf.h"
 #include "safetensors.h"
 
 /* ---- config.json ----------------------------------------------------------------------- */
@@ -188,6 +190,10 @@ int model_config_parse(model_config *cfg, const char *json, size_t len, const ch
 		       gemma ? theta_local : theta, cfg->head_dim, name, err) < 0) goto out;
 	if (!gemma) cfg->rope_local = cfg->rope;
 
+	if (gemma && jbool(root, "use_bidirectional_attention", 0)) {
+		rc = sft_error_set(err, SFT_EXIT_DATA, "%s: use_bidirectional_attention true is not supported", name);
+		goto out;
+	}
 	if (gemma) {
 		cfg->sliding_window = jint(root, "sliding_window", 0);
 		const json_t *lt = json_object_get(root, "layer_types");
@@ -432,6 +438,181 @@ fail:
 	free(refs);
 	model_free(m);
 	safetensors_model_close(st);
+	return NULL;
+}
+
+/* ---- GGUF (llama.cpp) ---------------------------------------------------------------------
+ * Only general.architecture "llama" (SmolLM2, Llama). llama.cpp's convert_hf_to_gguf.py
+ * permutes the rows of Q and K within each head from HF's rotate_half layout (pairs
+ * (i, i + D/2)) to the interleaved layout (pairs (2i, 2i + 1)):
+ *   gguf row h*D + 2*d + j  ==  hf row h*D + j*(D/2) + d   (j in {0, 1}, d < D/2)
+ * so loading un-permutes them. A GGUF tensor with dims [ne0, ne1] is row-major (ne1, ne0),
+ * i.e. HF's (out_features, in_features). */
+
+static int gguf_u(const gguf_file *g, const char *key, int *out, int required, sft_error *err)
+{
+	uint64_t v = 0;
+	if (gguf_get_u64(g, key, &v) != 0 || v > (uint64_t)1 << 30) {
+		if (!required) return 0;
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: missing or invalid key '%s'", g->path, key);
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* HF tensor name -> llama.cpp name; 0 when it has none. */
+static int gguf_name(const char *hf, char *out, size_t n)
+{
+	static const char *const map[][2] = {
+		{"input_layernorm.weight", "attn_norm.weight"},
+		{"self_attn.q_proj.weight", "attn_q.weight"},
+		{"self_attn.k_proj.weight", "attn_k.weight"},
+		{"self_attn.v_proj.weight", "attn_v.weight"},
+		{"self_attn.o_proj.weight", "attn_output.weight"},
+		{"self_attn.q_proj.bias", "attn_q.bias"},
+		{"self_attn.k_proj.bias", "attn_k.bias"},
+		{"self_attn.v_proj.bias", "attn_v.bias"},
+		{"self_attn.o_proj.bias", "attn_output.bias"},
+		{"post_attention_layernorm.weight", "ffn_norm.weight"},
+		{"mlp.gate_proj.weight", "ffn_gate.weight"},
+		{"mlp.up_proj.weight", "ffn_up.weight"},
+		{"mlp.down_proj.weight", "ffn_down.weight"},
+	};
+	if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, n, "token_embd.weight"), 1;
+	if (!strcmp(hf, "model.norm.weight")) return snprintf(out, n, "output_norm.weight"), 1;
+	if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight"), 1;
+	int layer = -1, used = 0;
+	if (sscanf(hf, "model.layers.%d.%n", &layer, &used) != 1 || used == 0) return 0;
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (!strcmp(hf + used, map[i][0])) return snprintf(out, n, "blk.%d.%s", layer, map[i][1]), 1;
+	return 0;
+}
+
+static void unpermute_rows(float *w, float *tmp, int H, int D, int cols)
+{
+	size_t row = (size_t)cols * sizeof(float);
+	memcpy(tmp, w, (size_t)H * D * row);
+	for (int h = 0; h < H; h++)
+		for (int d = 0; d < D / 2; d++)
+			for (int j = 0; j < 2; j++)
+				memcpy(w + ((size_t)h * D + (size_t)j * (D / 2) + d) * cols,
+				       tmp + ((size_t)h * D + 2 * (size_t)d + j) * cols, row);
+}
+
+model *model_load_gguf(const char *path, sft_error *err)
+{
+	gguf_file *g = gguf_open(path, err);
+	if (!g) return NULL;
+	model *m = NULL;
+	tref *refs = NULL;
+	float *tmp = NULL;
+	gguf_str arch = {0};
+	if (gguf_get_str(g, "general.architecture", &arch) != 0) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: no general.architecture", path);
+		goto fail;
+	}
+	if (arch.n != 5 || memcmp(arch.s, "llama", 5)) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: unsupported GGUF architecture '%.*s' (supported: llama)",
+			      path, (int)(arch.n > 64 ? 64 : arch.n), arch.s);
+		goto fail;
+	}
+	model_config c;
+	memset(&c, 0, sizeof c);
+	c.arch = MODEL_ARCH_LLAMA;
+	snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
+	if (gguf_u(g, "llama.embedding_length", &c.hidden_size, 1, err) < 0 ||
+	    gguf_u(g, "llama.feed_forward_length", &c.intermediate_size, 1, err) < 0 ||
+	    gguf_u(g, "llama.block_count", &c.n_layers, 1, err) < 0 ||
+	    gguf_u(g, "llama.attention.head_count", &c.n_heads, 1, err) < 0)
+		goto fail;
+	c.n_kv_heads = c.n_heads;
+	gguf_u(g, "llama.attention.head_count_kv", &c.n_kv_heads, 0, err);
+	gguf_u(g, "llama.context_length", &c.max_position_embeddings, 0, err);
+	const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+	if (!emb || emb->n_dims != 2) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: no 2-d tensor 'token_embd.weight'", path);
+		goto fail;
+	}
+	c.vocab_size = (int)emb->dims[1];
+	c.head_dim = c.n_heads > 0 ? c.hidden_size / c.n_heads : 0;
+	gguf_u(g, "llama.attention.key_length", &c.head_dim, 0, err);
+	double d = 0;
+	c.rms_eps = gguf_get_f64(g, "llama.attention.layer_norm_rms_epsilon", &d) == 0 ? d : 1e-5;
+	double theta = gguf_get_f64(g, "llama.rope.freq_base", &d) == 0 ? d : 10000.0;
+	if (gguf_find_tensor(g, "rope_freqs.weight")) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: rope_freqs (llama3 rope scaling in GGUF) is not supported", path);
+		goto fail;
+	}
+	if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 ||
+	    c.n_layers > MODEL_MAX_LAYERS || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.head_dim <= 0 ||
+	    c.head_dim % 2 || c.n_heads % c.n_kv_heads) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: invalid sizes in metadata", path);
+		goto fail;
+	}
+	c.rope.head_dim = c.head_dim;
+	c.rope.theta = theta;
+	c.rope_local = c.rope;
+	c.norm_offset = 0;
+	c.act = MODEL_ACT_SILU;
+	c.embed_scale = 1.0f;
+	c.attn_scale = (float)(1.0 / sqrt((double)c.head_dim));
+	c.tie_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
+	c.qkv_bias = gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+	c.o_bias = gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+	uint64_t tokid = 0;
+	c.bos_token_id = gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &tokid) == 0 ? (int)tokid : -1;
+	c.eos_token_id = gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &tokid) == 0 ? (int)tokid : -1;
+	m = model_new(&c, err);
+	if (!m) goto fail;
+	int n = hf_refs(m, NULL);
+	refs = calloc((size_t)n, sizeof *refs);
+	size_t big = (size_t)c.n_heads * c.head_dim * c.hidden_size;
+	tmp = malloc(big * sizeof(float)); // (Hq*D, C) un-permute buffer
+	if (!refs || !tmp) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		goto fail;
+	}
+	hf_refs(m, refs);
+	for (int i = 0; i < n; i++) {
+		const tref *r = &refs[i];
+		char name[128];
+		if (!gguf_name(r->name, name, sizeof name)) {
+			sft_error_set(err, SFT_EXIT_DATA, "%s: tensor '%s' has no GGUF name", path, r->name);
+			goto fail;
+		}
+		const gguf_tensor *t = gguf_find_tensor(g, name);
+		if (!t) {
+			sft_error_set(err, SFT_EXIT_DATA, "%s: no tensor '%s' (%s)", path, name, r->name);
+			goto fail;
+		}
+		int64_t cols = r->n_dims == 2 ? r->shape[1] : r->shape[0], rows = r->n_dims == 2 ? r->shape[0] : 1;
+		int ok = (int)t->n_dims == r->n_dims && (int64_t)t->dims[0] == cols &&
+			 (r->n_dims == 1 || (int64_t)t->dims[1] == rows);
+		if (!ok) {
+			sft_error_set(err, SFT_EXIT_DATA, "%s: tensor '%s': dims [%llu, %llu], expected [%lld, %lld]",
+				      path, name, (unsigned long long)t->dims[0],
+				      (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), (long long)cols,
+				      (long long)rows);
+			goto fail;
+		}
+		if (dequant_gguf_tensor(g, t, r->data, err) < 0) goto fail;
+	}
+	for (int li = 0; li < c.n_layers; li++) {
+		model_layer *l = &m->layers[li];
+		unpermute_rows(l->wq, tmp, c.n_heads, c.head_dim, c.hidden_size);
+		unpermute_rows(l->wk, tmp, c.n_kv_heads, c.head_dim, c.hidden_size);
+		if (l->bq) unpermute_rows(l->bq, tmp, c.n_heads, c.head_dim, 1);
+		if (l->bk) unpermute_rows(l->bk, tmp, c.n_kv_heads, c.head_dim, 1);
+	}
+	free(tmp);
+	free(refs);
+	gguf_close(g);
+	return m;
+fail:
+	free(tmp);
+	free(refs);
+	model_free(m);
+	gguf_close(g);
 	return NULL;
 }
 

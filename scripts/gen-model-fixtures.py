@@ -19,7 +19,16 @@ logit ~0 and greedy argmax a coin toss), and rounded to bf16 values so the same 
 be stored as bf16 (the qwen2 fixture is saved in bf16 to exercise that path; its reference
 runs in fp32 on the identical values).
 
+With --gguf FILE (the real SmolLM2-135M-Instruct Q4_1 GGUF, from scripts/get-model
+smollm2-135m-instruct) it instead writes tests/fixtures/models/smollm2-gguf/: cases.json
+({"ids": chat prompt ids, "stride": S}) and logits.f32 = transformers' fp32 logits of that
+prompt loaded from the same GGUF (from_pretrained(dir, gguf_file=...), needs `gguf`), every
+position at vocab indices 0, S, 2S, ... then the full last row; "greedy" holds 16 greedy
+tokens from generate(). The GGUF itself is not
+committed; test_model.c skips that case when the file is absent.
+
 Usage: python3 scripts/gen-model-fixtures.py [OUTDIR]  (needs torch, transformers)
+       python3 scripts/gen-model-fixtures.py --gguf FILE [OUTDIR]
 Generated with transformers 4.57.1 and torch from PyPI (Debian's python3-torch 1.13 is too
 old for transformers >= 4.50, the first with Gemma 3).
 """
@@ -31,7 +40,11 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(
+ARGS = sys.argv[1:]
+GGUF = None
+if ARGS[:1] == ["--gguf"]:
+    GGUF, ARGS = ARGS[1], ARGS[2:]
+OUT = ARGS[0] if ARGS else os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
 
 COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_attention_heads=4,
@@ -97,7 +110,7 @@ def main():
     for arch, (cfg_name, kw, save_dtype) in ARCHS.items():
         gen = torch.Generator().manual_seed(1234 + len(arch))
         cfg = getattr(transformers, cfg_name)(**kw)
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32,
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32,
                                                  attn_implementation="eager").eval()
         redraw(model, gen)
         d = os.path.join(OUT, arch)
@@ -107,7 +120,7 @@ def main():
             if os.path.exists(os.path.join(d, junk)):
                 os.remove(os.path.join(d, junk))
         # The reference runs in fp32 on exactly the saved values.
-        model = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32,
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
                                                      attn_implementation="eager").eval()
         V = cfg.vocab_size
         T = 16
@@ -143,5 +156,35 @@ def main():
     print(f"transformers {transformers.__version__}, torch {torch.__version__}", file=sys.stderr)
 
 
+def main_gguf():
+    from transformers import AutoTokenizer
+    d, name = os.path.split(os.path.abspath(GGUF))
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True)
+    if hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    ids = list(ids)
+    logits = logits_of(model, ids)
+    stride = 64
+    out = os.path.join(OUT, "smollm2-gguf")
+    os.makedirs(out, exist_ok=True)
+    sub = logits[:, ::stride].contiguous()
+    torch.cat([sub.reshape(-1), logits[-1]]).numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
+    with torch.no_grad():
+        gen = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=16, min_new_tokens=16,
+                             eos_token_id=None, pad_token_id=tok.pad_token_id or 0)
+    greedy = gen[0, len(ids):].tolist()
+    print("greedy:", repr(tok.decode(greedy)), file=sys.stderr)
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump({"ids": ids, "stride": stride, "vocab": int(logits.shape[1]), "greedy": greedy}, f)
+        f.write("\n")
+    print(f"smollm2-gguf: {len(ids)} tokens, max |logit| {float(logits.abs().max()):.3g}", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    main()
+    main_gguf() if GGUF else main()

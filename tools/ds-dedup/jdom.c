@@ -281,43 +281,32 @@ jpath *jpath_parse(const char *text, const char **why)
 			}
 			i++;
 			if (push_step(p, st) < 0) goto oom;
-			need_key = 0;
-			if (i < n && s[i] == '.') {
-				i++;
-				need_key = 1;
-				if (i >= n) {
-					*why = "path ends with '.'";
-					goto bad;
-				}
-			} else if (i < n && s[i] != '[') {
-				*why = "expected '.' or '[' after ']'";
+		} else {
+			if (!need_key) {
+				*why = "expected '.' or '['";
 				goto bad;
 			}
-			continue;
+			/* key up to '.' or '[' (backslash escapes) */
+			char *k = malloc(n - i + 1);
+			if (!k) goto oom;
+			size_t kl = 0;
+			while (i < n && s[i] != '.' && s[i] != '[') {
+				if (s[i] == '\\' && i + 1 < n) i++;
+				k[kl++] = s[i++];
+			}
+			k[kl] = 0;
+			if (kl == 0) {
+				free(k);
+				*why = "empty key";
+				goto bad;
+			}
+			jpath_step st = {0, k, kl, 0};
+			if (push_step(p, st) < 0) {
+				free(k);
+				goto oom;
+			}
 		}
-		if (!need_key) {
-			*why = "expected '.' or '['";
-			goto bad;
-		}
-		/* key up to '.' or '[' (backslash escapes) */
-		char *k = malloc(n - i + 1);
-		if (!k) goto oom;
-		size_t kl = 0;
-		while (i < n && s[i] != '.' && s[i] != '[') {
-			if (s[i] == '\\' && i + 1 < n) i++;
-			k[kl++] = s[i++];
-		}
-		k[kl] = 0;
-		if (kl == 0) {
-			free(k);
-			*why = "empty key";
-			goto bad;
-		}
-		jpath_step st = {0, k, kl, 0};
-		if (push_step(p, st) < 0) {
-			free(k);
-			goto oom;
-		}
+		/* after a step: '.' and a key, '[' or the end (a key always stops at one of them) */
 		need_key = 0;
 		if (i < n && s[i] == '.') {
 			i++;
@@ -326,6 +315,9 @@ jpath *jpath_parse(const char *text, const char **why)
 				*why = "path ends with '.'";
 				goto bad;
 			}
+		} else if (i < n && s[i] != '[') {
+			*why = "expected '.' or '[' after ']'";
+			goto bad;
 		}
 	}
 	return p;

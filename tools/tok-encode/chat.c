@@ -574,30 +574,8 @@ out:
 
 /* ---- --show ---- */
 
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static int sb_add(sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np)
-			return -1;
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static int sb_str(sbuf *b, const char *s) { return sb_add(b, s, strlen(s)); }
+/* the text grows in libcommon's json_buf (a plain growable byte buffer here) */
+static int sb_str(json_buf *b, const char *s) { return json_buf_put(b, s, strlen(s)); }
 
 /* The decoded text of every run of equally-masked tokens. Decoding ids[:k] for each run
  * boundary k and taking differences keeps characters split across tokens and
@@ -610,7 +588,7 @@ static int build_show(rec_ctx *x, const uint32_t *ids, const uint8_t *mask, size
 	size_t trained = 0;
 	for (size_t k = 0; k < n; k++)
 		trained += mask[k];
-	sbuf b = {0};
+	json_buf b = {0};
 	char *prev = NULL;
 	size_t prev_len = 0;
 	char head[256];
@@ -652,7 +630,7 @@ static int build_show(rec_ctx *x, const uint32_t *ids, const uint8_t *mask, size
 			piece_len = cur_len;
 		}
 		int hl = mask[run_start] != 0;
-		if ((hl && sb_str(&b, on) < 0) || sb_add(&b, piece, piece_len) < 0 || (hl && sb_str(&b, off) < 0)) {
+		if ((hl && sb_str(&b, on) < 0) || json_buf_put(&b, piece, piece_len) < 0 || (hl && sb_str(&b, off) < 0)) {
 			free(cur);
 			goto nomem;
 		}
@@ -662,19 +640,19 @@ static int build_show(rec_ctx *x, const uint32_t *ids, const uint8_t *mask, size
 		run_start = run_end;
 	}
 	free(prev);
-	if (b.p[b.len - 1] != '\n' && sb_add(&b, "\n", 1) < 0)
+	if (b.buf[b.len - 1] != '\n' && json_buf_put(&b, "\n", 1) < 0)
 		goto nomem;
-	r->show = b.p;
+	r->show = b.buf;
 	r->show_len = b.len;
 	return 0;
 decode_err:
 	free(prev);
-	free(b.p);
+	free(b.buf);
 	r->err = e;
 	return -1;
 nomem:
 	free(prev);
-	free(b.p);
+	free(b.buf);
 	return oom(x);
 }
 
