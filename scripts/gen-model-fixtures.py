@@ -11,6 +11,7 @@ For each architecture <arch> it writes tests/fixtures/models/<arch>/:
   logits.f32                           for each doc in "docs" order: (len, vocab) fp32,
                                        transformers' logits for that document run ALONE
                                        (positions from 0), little-endian.
+The llama fixture also gets model.gguf: the same weights as llama.cpp lays them out.
 Row 0 holds one document; row 1 is a packed row of two documents, so the C test checks
 that positions restart and attention never crosses documents against separate runs.
 
@@ -105,6 +106,52 @@ def logits_of(model, ids):
         return model(input_ids=x, position_ids=pos).logits[0].float()
 
 
+def permute(w, n_head, n_head_kv):
+    """llama.cpp convert_hf_to_gguf.py's Q/K row permutation (rotate_half -> interleaved)."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+def write_llama_gguf(model, cfg, path):
+    """The llama fixture as llama.cpp would convert it (F32 tensors, llama.cpp names, Q/K
+    rows permuted), so the GGUF loader's un-permutation is checked in CI against the same
+    transformers logits as the safetensors copy."""
+    import gguf
+    import numpy as np
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(cfg.rope_theta)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate",
+             "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    for i in range(cfg.num_hidden_layers):
+        for hf, gg in names.items():
+            t = sd[f"model.layers.{i}.{hf}.weight"]
+            if gg == "attn_q":
+                t = permute(t, cfg.num_attention_heads, cfg.num_attention_heads)
+            elif gg == "attn_k":
+                t = permute(t, cfg.num_attention_heads, cfg.num_key_value_heads)
+            w.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(t, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     torch.manual_seed(0)
     for arch, (cfg_name, kw, save_dtype) in ARCHS.items():
@@ -133,6 +180,8 @@ def main():
             chunks.append(logits_of(model, rows[r][s:s + n]))
         torch.cat(chunks, 0).contiguous().numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
 
+        if arch == "llama":
+            write_llama_gguf(model, cfg, os.path.join(d, "model.gguf"))
         prompt = torch.randint(3, V, (6,), generator=gen).tolist()
         with torch.no_grad():
             out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),

@@ -139,31 +139,20 @@ static int oom(rec_ctx *x)
 	return -1;
 }
 
-/* transformers' message normalization: drop None-valued keys, then alias the reasoning
- * fields ({"thinking": r, **message, "reasoning_content": r}). */
-static json_t *normalize_message(json_t *m)
+/* Drops None-valued keys, as TRL does before applying the chat template (datasets pads
+ * struct columns with None); the reasoning-field aliasing transformers adds is done by
+ * jinja_chat_context() at render time. */
+static json_t *strip_none(json_t *m)
 {
-	static const char *const reasoning_keys[] = {"reasoning_content", "thinking", "reasoning"};
-	json_t *reasoning = NULL;
-	for (int i = 0; i < 3 && !reasoning; i++) {
-		json_t *v = json_object_get(m, reasoning_keys[i]);
-		if (v && !json_is_null(v))
-			reasoning = v;
-	}
 	json_t *out = json_object();
 	if (!out)
 		return NULL;
-	if (reasoning)
-		json_object_set(out, "thinking", reasoning);
 	const char *k;
 	json_t *v;
 	json_object_foreach(m, k, v) {
-		if (json_is_null(v))
-			continue;
-		json_object_set(out, k, v);
+		if (!json_is_null(v))
+			json_object_set(out, k, v);
 	}
-	if (reasoning)
-		json_object_set(out, "reasoning_content", reasoning);
 	return out;
 }
 
@@ -178,7 +167,7 @@ static int build_messages(rec_ctx *x, json_t *const *parts, const char *const *p
 		json_array_foreach(parts[p], i, m) {
 			if (!json_is_object(m))
 				return rec_fail(x, TE_SKIP_BAD_RECORD, "%s[%zu] is not an object", part_names[p], i);
-			json_t *nm = normalize_message(m);
+			json_t *nm = strip_none(m);
 			if (!nm || json_array_append_new(x->msgs, nm))
 				return oom(x);
 		}
@@ -196,24 +185,23 @@ static int render(const rec_ctx *x, size_t count, int agp, int want_spans, char 
 		  jinja_span **spans, size_t *n_spans, sft_error *err)
 {
 	const te_config *c = x->c;
-	json_t *ctx = json_object();
 	json_t *msgs = json_array();
-	if (!ctx || !msgs) {
-		json_decref(ctx);
-		json_decref(msgs);
-		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	json_t *extra = json_object(); /* special tokens, then the record's template kwargs */
+	json_t *ctx = NULL;
+	if (msgs && extra) {
+		for (size_t i = 0; i < count; i++)
+			json_array_append(msgs, json_array_get(x->msgs, i));
+		for (int i = 0; i < 4; i++)
+			if (c->special[i])
+				json_object_set_new(extra, special_names[i], json_string(c->special[i]));
+		if (x->kwargs)
+			json_object_update(extra, x->kwargs);
+		ctx = jinja_chat_context(msgs, x->tools, agp, extra);
 	}
-	for (size_t i = 0; i < count; i++)
-		json_array_append(msgs, json_array_get(x->msgs, i));
-	json_object_set_new(ctx, "messages", msgs);
-	json_object_set(ctx, "tools", x->tools ? x->tools : json_null());
-	json_object_set_new(ctx, "documents", json_null());
-	json_object_set_new(ctx, "add_generation_prompt", json_boolean(agp));
-	for (int i = 0; i < 4; i++)
-		if (c->special[i])
-			json_object_set_new(ctx, special_names[i], json_string(c->special[i]));
-	if (x->kwargs)
-		json_object_update(ctx, x->kwargs);
+	json_decref(msgs);
+	json_decref(extra);
+	if (!ctx)
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 	int rc = jinja_render(c->tmpl, ctx, out, out_len, want_spans ? spans : NULL,
 			      want_spans ? n_spans : NULL, err);
 	json_decref(ctx);
