@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1999,7 +2000,14 @@ typedef struct R {
 	jv hole;
 	int strict;
 	int pdepth; /* nesting of put_str/py_cmp on containers */
-	sbuf *caps[MAX_CAPS]; /* last: not cleared at render start (only [0, ncaps) is used) */
+	size_t top_phys; /* allocated size of top.p (a reused buffer can be larger than top.cap,
+			  * which grows as for a fresh buffer so limits are checked alike) */
+	sbuf *caps[MAX_CAPS]; /* not cleared at render start (only [0, ncaps) is used) */
+	/* kept between renders of one thread (see rstate_get): the output buffer of the last
+	 * render, reused as the next one's */
+	char *scratch;
+	size_t scratch_cap;
+	int owned; /* the calling thread's cached block (freed at thread exit) */
 } R;
 
 static void rfail(R *r, const node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
@@ -2031,11 +2039,17 @@ static void sb_grow(R *r, sbuf *b, size_t need)
 	size_t nc = b->cap ? b->cap * 2 : (b == &r->top ? 4096 : 256);
 	while (nc < b->n + need + 1)
 		nc *= 2;
+	if (b == &r->top && nc <= r->top_phys) {
+		b->cap = nc;
+		return;
+	}
 	char *np = realloc(b->p, nc);
 	if (!np)
 		rfail(r, NULL, "out of memory");
 	b->p = np;
 	b->cap = nc;
+	if (b == &r->top)
+		r->top_phys = nc;
 }
 
 static inline void sb_put(R *r, sbuf *b, const char *s, size_t n)
@@ -5439,7 +5453,10 @@ static jv lookup(R *r, frame *f, const char *s, size_t n)
 		json_t *j = json_object_getn(r->ctx, s, n);
 		if (j) {
 			jv x = from_json(r, j);
-			dict_set(r, r->ctx_cache, mkstr(r, s, n), x);
+			/* the name is the template's (lookup's callers pass node names), which
+			 * outlives the render: no copy */
+			jv k = {.t = T_STR, .s = s, .n = n};
+			dict_set(r, r->ctx_cache, k, x);
 			return x;
 		}
 	}
@@ -5977,6 +5994,71 @@ static int render_run(R *r, const json_t *ctx)
 	return 0;
 }
 
+/* Each thread keeps one render state block (R, the arena's first block and an output
+ * scratch buffer) between renders: allocating, clearing and freeing ~33 KB plus a 4 KB
+ * output buffer per render was a tenth of a short template's render time. The block is
+ * taken from the thread while a render runs (so a nested or concurrent use just allocates
+ * another) and freed at thread exit. */
+enum { FIRST_BLOCK = 32768, SCRATCH_KEEP = 1 << 20 };
+static pthread_key_t rstate_key; /* its value: the thread's block, for the exit destructor */
+static pthread_once_t rstate_once = PTHREAD_ONCE_INIT;
+static int rstate_ok;
+static _Thread_local R *rstate_idle; /* the thread's block while no render uses it */
+static _Thread_local int rstate_owned;
+
+static void rstate_destroy(void *p)
+{
+	R *r = p;
+	if (r == rstate_idle)
+		rstate_idle = NULL;
+	free(r->scratch);
+	free(r);
+}
+
+static void rstate_init(void)
+{
+	rstate_ok = pthread_key_create(&rstate_key, rstate_destroy) == 0;
+}
+
+static R *rstate_get(void)
+{
+	R *r = rstate_idle;
+	if (r) {
+		rstate_idle = NULL;
+		return r;
+	}
+	size_t rsz = (sizeof(R) + 63) & ~(size_t)63;
+	r = malloc(rsz + sizeof(ablock) + FIRST_BLOCK);
+	if (!r)
+		return NULL;
+	r->scratch = NULL;
+	r->scratch_cap = 0;
+	r->owned = 0;
+	if (!rstate_owned) { /* the thread's first render: this block becomes its cached one */
+		pthread_once(&rstate_once, rstate_init);
+		if (rstate_ok && pthread_setspecific(rstate_key, r) == 0)
+			r->owned = rstate_owned = 1;
+	}
+	return r;
+}
+
+/* Frees what the render allocated and gives the block back to the thread; `keep` is the
+ * output buffer to reuse next time (NULL when it was handed to the caller). */
+static void rstate_put(R *r, char *keep, size_t keep_cap)
+{
+	arena_free_all(&r->ar);
+	if (keep && keep_cap > SCRATCH_KEEP) {
+		free(keep);
+		keep = NULL;
+	}
+	r->scratch = keep;
+	r->scratch_cap = keep ? keep_cap : 0;
+	if (r->owned)
+		rstate_idle = r;
+	else
+		rstate_destroy(r);
+}
+
 int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t *out_len, jinja_span **spans,
 		 size_t *n_spans, sft_error *err)
 {
@@ -5989,12 +6071,13 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 	if (ctx && !json_is_object(ctx))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: render context must be a JSON object", t->name);
 	/* one allocation: the render state, then the arena's first block */
-	enum { FIRST_BLOCK = 32768 };
-	size_t rsz = (sizeof(R) + 63) & ~(size_t)63;
-	R *r = malloc(rsz + sizeof(ablock) + FIRST_BLOCK);
+	R *r = rstate_get();
 	if (!r)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	char *scratch = r->scratch;
+	size_t scratch_cap = r->scratch_cap;
 	memset(r, 0, offsetof(R, caps));
+	size_t rsz = (sizeof(R) + 63) & ~(size_t)63;
 	ablock *first = (ablock *)((char *)r + rsz);
 	first->next = NULL;
 	first->used = 0;
@@ -6005,18 +6088,31 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 	r->err = err;
 	r->ar.limit = t->opts.max_memory;
 	r->strict = t->opts.strict;
+	r->top.p = scratch;
+	r->top_phys = scratch_cap;
 	r->out = &r->top;
 	if (render_run(r, ctx) < 0) {
 		for (int i = 0; i < r->ncaps; i++)
 			free(r->caps[i]->p);
-		free(r->top.p);
 		free(r->spans);
-		arena_free_all(&r->ar);
 		int code = err->code ? err->code : SFT_EXIT_DATA;
-		free(r);
+		rstate_put(r, r->top.p, r->top_phys);
 		return -code;
 	}
-	*out = r->top.p;
+	/* hand out a copy of a small output (the scratch buffer stays for the next render),
+	 * the buffer itself when large */
+	char *o = r->top.p;
+	int keep = r->top.n < r->top_phys / 4 || r->top.n < 4096;
+	if (keep) {
+		o = malloc(r->top.n + 1);
+		if (!o) {
+			free(r->spans);
+			rstate_put(r, r->top.p, r->top_phys);
+			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		}
+		memcpy(o, r->top.p, r->top.n + 1);
+	}
+	*out = o;
 	if (out_len)
 		*out_len = r->top.n;
 	if (spans) {
@@ -6028,8 +6124,7 @@ int jinja_render(const jinja_template *t, const json_t *ctx, char **out, size_t 
 		if (n_spans)
 			*n_spans = r->nspans;
 	}
-	arena_free_all(&r->ar);
-	free(r);
+	rstate_put(r, keep ? r->top.p : NULL, r->top_phys);
 	return 0;
 }
 

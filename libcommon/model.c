@@ -336,14 +336,7 @@ void model_free(model *m)
 
 /* ---- tensor table (Hugging Face names) ------------------------------------------------- */
 
-typedef struct tref {
-	char name[128];
-	float *data;
-	int n_dims;
-	int64_t shape[2];
-} tref;
-
-static int add_ref(tref *out, int n, const char *name, float *data, int64_t r, int64_t c)
+static int add_ref(model_tensor *out, int n, const char *name, float *data, int64_t r, int64_t c)
 {
 	if (!data) return n;
 	if (out) {
@@ -356,7 +349,7 @@ static int add_ref(tref *out, int n, const char *name, float *data, int64_t r, i
 	return n + 1;
 }
 
-static int hf_refs(const model *m, tref *out)
+int model_tensors(const model *m, model_tensor *out)
 {
 	const model_config *c = &m->cfg;
 	int64_t C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, D = c->head_dim;
@@ -402,17 +395,17 @@ model *model_load(const char *path, sft_error *err)
 	st_model *st = safetensors_model_open(path, err);
 	if (!st) return NULL;
 	model *m = model_new(&cfg, err);
-	tref *refs = NULL;
+	model_tensor *refs = NULL;
 	if (!m) goto fail;
-	int n = hf_refs(m, NULL);
+	int n = model_tensors(m, NULL);
 	refs = calloc((size_t)n, sizeof *refs);
 	if (!refs) {
 		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 		goto fail;
 	}
-	hf_refs(m, refs);
+	model_tensors(m, refs);
 	for (int i = 0; i < n; i++) {
-		const tref *r = &refs[i];
+		const model_tensor *r = &refs[i];
 		const st_tensor *t = safetensors_model_get(st, r->name, err);
 		if (!t) goto fail;
 		int ok = t->n_dims == r->n_dims && (int64_t)t->shape[0] == r->shape[0] &&
@@ -461,9 +454,9 @@ static int gguf_u(const gguf_file *g, const char *key, int *out, int required, s
 }
 
 /* HF tensor name -> llama.cpp name; 0 when it has none. */
-static int gguf_name(const char *hf, char *out, size_t n)
+static int gguf_name(const char *hf, char *out, size_t n, int gemma)
 {
-	static const char *const map[][2] = {
+	static const char *const common[][2] = {
 		{"input_layernorm.weight", "attn_norm.weight"},
 		{"self_attn.q_proj.weight", "attn_q.weight"},
 		{"self_attn.k_proj.weight", "attn_k.weight"},
@@ -473,18 +466,35 @@ static int gguf_name(const char *hf, char *out, size_t n)
 		{"self_attn.k_proj.bias", "attn_k.bias"},
 		{"self_attn.v_proj.bias", "attn_v.bias"},
 		{"self_attn.o_proj.bias", "attn_output.bias"},
-		{"post_attention_layernorm.weight", "ffn_norm.weight"},
+		{"self_attn.q_norm.weight", "attn_q_norm.weight"},
+		{"self_attn.k_norm.weight", "attn_k_norm.weight"},
 		{"mlp.gate_proj.weight", "ffn_gate.weight"},
 		{"mlp.up_proj.weight", "ffn_up.weight"},
 		{"mlp.down_proj.weight", "ffn_down.weight"},
+	};
+	static const char *const llama[][2] = {
+		{"post_attention_layernorm.weight", "ffn_norm.weight"},
+	};
+	static const char *const gemma3[][2] = {
+		{"post_attention_layernorm.weight", "post_attention_norm.weight"},
+		{"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+		{"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
 	};
 	if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, n, "token_embd.weight"), 1;
 	if (!strcmp(hf, "model.norm.weight")) return snprintf(out, n, "output_norm.weight"), 1;
 	if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight"), 1;
 	int layer = -1, used = 0;
 	if (sscanf(hf, "model.layers.%d.%n", &layer, &used) != 1 || used == 0) return 0;
-	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-		if (!strcmp(hf + used, map[i][0])) return snprintf(out, n, "blk.%d.%s", layer, map[i][1]), 1;
+	const char *rest = hf + used;
+	for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+		if (!strcmp(rest, common[i][0])) return snprintf(out, n, "blk.%d.%s", layer, common[i][1]), 1;
+	if (gemma) {
+		for (size_t i = 0; i < sizeof gemma3 / sizeof gemma3[0]; i++)
+			if (!strcmp(rest, gemma3[i][0])) return snprintf(out, n, "blk.%d.%s", layer, gemma3[i][1]), 1;
+	} else {
+		for (size_t i = 0; i < sizeof llama / sizeof llama[0]; i++)
+			if (!strcmp(rest, llama[i][0])) return snprintf(out, n, "blk.%d.%s", layer, llama[i][1]), 1;
+	}
 	return 0;
 }
 
@@ -504,30 +514,34 @@ model *model_load_gguf(const char *path, sft_error *err)
 	gguf_file *g = gguf_open(path, err);
 	if (!g) return NULL;
 	model *m = NULL;
-	tref *refs = NULL;
+	model_tensor *refs = NULL;
 	float *tmp = NULL;
 	gguf_str arch = {0};
 	if (gguf_get_str(g, "general.architecture", &arch) != 0) {
 		sft_error_set(err, SFT_EXIT_DATA, "%s: no general.architecture", path);
 		goto fail;
 	}
-	if (arch.n != 5 || memcmp(arch.s, "llama", 5)) {
-		sft_error_set(err, SFT_EXIT_DATA, "%s: unsupported GGUF architecture '%.*s' (supported: llama)",
+	int gemma = arch.n == 6 && !memcmp(arch.s, "gemma3", 6);
+	if (!gemma && (arch.n != 5 || memcmp(arch.s, "llama", 5))) {
+		sft_error_set(err, SFT_EXIT_DATA, "%s: unsupported GGUF architecture '%.*s' (supported: llama, gemma3)",
 			      path, (int)(arch.n > 64 ? 64 : arch.n), arch.s);
 		goto fail;
 	}
+	const char *a = gemma ? "gemma3" : "llama";
+	char key[128];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", a, suffix), key)
 	model_config c;
 	memset(&c, 0, sizeof c);
-	c.arch = MODEL_ARCH_LLAMA;
-	snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
-	if (gguf_u(g, "llama.embedding_length", &c.hidden_size, 1, err) < 0 ||
-	    gguf_u(g, "llama.feed_forward_length", &c.intermediate_size, 1, err) < 0 ||
-	    gguf_u(g, "llama.block_count", &c.n_layers, 1, err) < 0 ||
-	    gguf_u(g, "llama.attention.head_count", &c.n_heads, 1, err) < 0)
+	c.arch = gemma ? MODEL_ARCH_GEMMA3 : MODEL_ARCH_LLAMA;
+	snprintf(c.arch_name, sizeof c.arch_name, gemma ? "Gemma3ForCausalLM" : "LlamaForCausalLM");
+	if (gguf_u(g, KEY("embedding_length"), &c.hidden_size, 1, err) < 0 ||
+	    gguf_u(g, KEY("feed_forward_length"), &c.intermediate_size, 1, err) < 0 ||
+	    gguf_u(g, KEY("block_count"), &c.n_layers, 1, err) < 0 ||
+	    gguf_u(g, KEY("attention.head_count"), &c.n_heads, 1, err) < 0)
 		goto fail;
 	c.n_kv_heads = c.n_heads;
-	gguf_u(g, "llama.attention.head_count_kv", &c.n_kv_heads, 0, err);
-	gguf_u(g, "llama.context_length", &c.max_position_embeddings, 0, err);
+	gguf_u(g, KEY("attention.head_count_kv"), &c.n_kv_heads, 0, err);
+	gguf_u(g, KEY("context_length"), &c.max_position_embeddings, 0, err);
 	const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
 	if (!emb || emb->n_dims != 2) {
 		sft_error_set(err, SFT_EXIT_DATA, "%s: no 2-d tensor 'token_embd.weight'", path);
@@ -535,10 +549,10 @@ model *model_load_gguf(const char *path, sft_error *err)
 	}
 	c.vocab_size = (int)emb->dims[1];
 	c.head_dim = c.n_heads > 0 ? c.hidden_size / c.n_heads : 0;
-	gguf_u(g, "llama.attention.key_length", &c.head_dim, 0, err);
+	gguf_u(g, KEY("attention.key_length"), &c.head_dim, 0, err);
 	double d = 0;
-	c.rms_eps = gguf_get_f64(g, "llama.attention.layer_norm_rms_epsilon", &d) == 0 ? d : 1e-5;
-	double theta = gguf_get_f64(g, "llama.rope.freq_base", &d) == 0 ? d : 10000.0;
+	c.rms_eps = gguf_get_f64(g, KEY("attention.layer_norm_rms_epsilon"), &d) == 0 ? d : 1e-5;
+	double theta = gguf_get_f64(g, KEY("rope.freq_base"), &d) == 0 ? d : 10000.0;
 	if (gguf_find_tensor(g, "rope_freqs.weight")) {
 		sft_error_set(err, SFT_EXIT_DATA, "%s: rope_freqs (llama3 rope scaling in GGUF) is not supported", path);
 		goto fail;
@@ -556,6 +570,33 @@ model *model_load_gguf(const char *path, sft_error *err)
 	c.act = MODEL_ACT_SILU;
 	c.embed_scale = 1.0f;
 	c.attn_scale = (float)(1.0 / sqrt((double)c.head_dim));
+	if (gemma) {
+		/* What the GGUF does not store, llama.cpp and transformers take from Gemma 3's
+		 * defaults: sliding_window_pattern 6, rope_local_base_freq 10000,
+		 * query_pre_attn_scalar = head_dim, no softcapping. */
+		gguf_str st = {0};
+		if (gguf_get_str(g, "gemma3.rope.scaling.type", &st) == 0 && !(st.n == 4 && !memcmp(st.s, "none", 4))) {
+			if (st.n == 6 && !memcmp(st.s, "linear", 6) && gguf_get_f64(g, "gemma3.rope.scaling.factor", &d) == 0) {
+				c.rope.scaling = OPS_ROPE_LINEAR;
+				c.rope.factor = d;
+			} else {
+				sft_error_set(err, SFT_EXIT_DATA, "%s: unsupported gemma3.rope.scaling.type '%.*s'", path,
+					      (int)(st.n > 32 ? 32 : st.n), st.s);
+				goto fail;
+			}
+		}
+		c.rope_local.theta = 10000.0;
+		c.rope_local.scaling = OPS_ROPE_DEFAULT;
+		c.qk_norm = 1;
+		c.sandwich_norm = 1;
+		c.norm_offset = 1.0f;
+		c.act = MODEL_ACT_GELU_TANH;
+		c.embed_scale = (float)sqrt((double)c.hidden_size);
+		c.sliding_window = 0;
+		gguf_u(g, "gemma3.attention.sliding_window", &c.sliding_window, 0, err);
+		for (int i = 0; i < c.n_layers; i++) c.layer_sliding[i] = c.sliding_window > 0 && (i + 1) % 6 != 0;
+	}
+#undef KEY
 	c.tie_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
 	c.qkv_bias = gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
 	c.o_bias = gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
@@ -564,7 +605,7 @@ model *model_load_gguf(const char *path, sft_error *err)
 	c.eos_token_id = gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &tokid) == 0 ? (int)tokid : -1;
 	m = model_new(&c, err);
 	if (!m) goto fail;
-	int n = hf_refs(m, NULL);
+	int n = model_tensors(m, NULL);
 	refs = calloc((size_t)n, sizeof *refs);
 	size_t big = (size_t)c.n_heads * c.head_dim * c.hidden_size;
 	tmp = malloc(big * sizeof(float)); // (Hq*D, C) un-permute buffer
@@ -572,11 +613,11 @@ model *model_load_gguf(const char *path, sft_error *err)
 		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 		goto fail;
 	}
-	hf_refs(m, refs);
+	model_tensors(m, refs);
 	for (int i = 0; i < n; i++) {
-		const tref *r = &refs[i];
+		const model_tensor *r = &refs[i];
 		char name[128];
-		if (!gguf_name(r->name, name, sizeof name)) {
+		if (!gguf_name(r->name, name, sizeof name, gemma)) {
 			sft_error_set(err, SFT_EXIT_DATA, "%s: tensor '%s' has no GGUF name", path, r->name);
 			goto fail;
 		}
@@ -597,7 +638,14 @@ model *model_load_gguf(const char *path, sft_error *err)
 		}
 		if (dequant_gguf_tensor(g, t, r->data, err) < 0) goto fail;
 	}
-	for (int li = 0; li < c.n_layers; li++) {
+	if (gemma) {
+		/* llama.cpp stores Gemma norms as 1 + w (convert_hf_to_gguf.py's norm_shift); back to
+		 * the HF weight w, as transformers' GGUF loader does. */
+		for (int i = 0; i < n; i++)
+			if (refs[i].n_dims == 1 && strstr(refs[i].name, "norm.weight"))
+				for (int64_t j = 0; j < refs[i].shape[0]; j++) refs[i].data[j] -= 1.0f;
+	}
+	for (int li = 0; !gemma && li < c.n_layers; li++) {
 		model_layer *l = &m->layers[li];
 		unpermute_rows(l->wq, tmp, c.n_heads, c.head_dim, c.hidden_size);
 		unpermute_rows(l->wk, tmp, c.n_kv_heads, c.head_dim, c.hidden_size);

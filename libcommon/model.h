@@ -1,6 +1,6 @@
 /* model.h - the decoder-only transformer core shared by sft-train, sft-eval, lora-merge and
  * sft-serve: config.json parsing into one per-architecture description, fp32 weights from
- * safetensors (single or sharded) or GGUF, CPU forward (ops.h) over packed batches, a KV
+ * safetensors (single or sharded) or GGUF (llama, gemma3), CPU forward (ops.h) over packed batches, a KV
  * cache for incremental decoding, and greedy generation.
  *
  * Supported architectures (config.json "architectures"[0] / "model_type"):
@@ -105,13 +105,27 @@ typedef struct model {
 	float *inv_freq_local; // (D/2) sliding-layer rope
 } model;
 
+/* One weight under its Hugging Face name; data points into model->block. */
+typedef struct model_tensor {
+	char name[128];   /* "model.layers.0.self_attn.q_proj.weight" */
+	float *data;      /* n_dims 2: (shape[0], shape[1]) row-major; 1: (shape[0]) */
+	int n_dims;       /* 1 or 2 */
+	int64_t shape[2]; /* shape[1] = 0 when n_dims is 1 */
+} model_tensor;
+
+/* Fills out (when non-NULL) with every weight of m in a fixed order (embed_tokens, norm,
+ * lm_head unless tied, then each layer's tensors; absent biases/norms skipped) and returns
+ * the count. Call with NULL first to size out. */
+int model_tensors(const model *m, model_tensor *out);
+
 /* Allocates the carved block and points every weight into it (contents zero). */
 model *model_new(const model_config *cfg, sft_error *err);
 /* path: a Hugging Face model directory (config.json + model.safetensors or shards with
  * model.safetensors.index.json). bf16/f16/f32 tensors are converted to fp32. */
 model *model_load(const char *path, sft_error *err);
-/* A llama.cpp GGUF file (architecture "llama"); tensors dequantized to fp32, Q/K rows
- * un-permuted back to the Hugging Face layout. */
+/* A llama.cpp GGUF file, general.architecture "llama" or "gemma3"; tensors dequantized to
+ * fp32 and brought back to the Hugging Face layout (llama: Q/K rows un-permuted; gemma3:
+ * norm weights stored as 1 + w turned back into w). Other architectures: SFT_EXIT_DATA. */
 model *model_load_gguf(const char *path, sft_error *err);
 void model_free(model *m);
 

@@ -24,12 +24,14 @@ With --gguf FILE (the real SmolLM2-135M-Instruct Q4_1 GGUF, from scripts/get-mod
 smollm2-135m-instruct) it instead writes tests/fixtures/models/smollm2-gguf/: cases.json
 ({"ids": chat prompt ids, "stride": S}) and logits.f32 = transformers' fp32 logits of that
 prompt loaded from the same GGUF (from_pretrained(dir, gguf_file=...), needs `gguf`), every
-position at vocab indices 0, S, 2S, ... then the full last row; "greedy" holds 16 greedy
+position at vocab indices 0, S, 2S, ... then the last row at indices 0, L, 2L, ... (L =
+"last_stride", 1 below 64k entries); "greedy" holds 16 greedy
 tokens from generate(). The GGUF itself is not
 committed; test_model.c skips that case when the file is absent.
 
 Usage: python3 scripts/gen-model-fixtures.py [OUTDIR]  (needs torch, transformers)
-       python3 scripts/gen-model-fixtures.py --gguf FILE [OUTDIR]
+       python3 scripts/gen-model-fixtures.py --gguf FILE [--name DIRNAME] [OUTDIR]
+(--name gemma3-270m-gguf with gemma-3-270m-q4_k_m.gguf from get-model gemma3-270m)
 Generated with transformers 4.57.1 and torch from PyPI (Debian's python3-torch 1.13 is too
 old for transformers >= 4.50, the first with Gemma 3).
 """
@@ -42,9 +44,11 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 ARGS = sys.argv[1:]
-GGUF = None
+GGUF, GGUF_NAME = None, "smollm2-gguf"
 if ARGS[:1] == ["--gguf"]:
     GGUF, ARGS = ARGS[1], ARGS[2:]
+    if ARGS[:1] == ["--name"]:
+        GGUF_NAME, ARGS = ARGS[1], ARGS[2:]
 OUT = ARGS[0] if ARGS else os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
 
@@ -162,7 +166,9 @@ def main():
         redraw(model, gen)
         d = os.path.join(OUT, arch)
         os.makedirs(d, exist_ok=True)
-        model.to(save_dtype).save_pretrained(d, safe_serialization=True)
+        # qwen3 is saved in shards (model.safetensors.index.json) to cover that path.
+        shard = {"max_shard_size": "200KB"} if arch == "qwen3" else {}
+        model.to(save_dtype).save_pretrained(d, safe_serialization=True, **shard)
         for junk in ("generation_config.json",):
             if os.path.exists(os.path.join(d, junk)):
                 os.remove(os.path.join(d, junk))
@@ -209,20 +215,28 @@ def main_gguf():
     from transformers import AutoTokenizer
     d, name = os.path.split(os.path.abspath(GGUF))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
-                                                 attn_implementation="eager").eval()
     msgs = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What is the capital of France?"}]
-    ids = tok.apply_chat_template(msgs, add_generation_prompt=True)
-    if hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
+    if tok.chat_template:
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True)
+        if hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+    else:
+        # The Gemma 3 GGUF carries no chat template: Gemma's turn format, written out.
+        text = ("<bos><start_of_turn>user\nYou are a helpful assistant.\n\n"
+                "What is the capital of France?<end_of_turn>\n<start_of_turn>model\n")
+        ids = tok(text, add_special_tokens=False)["input_ids"]
     ids = list(ids)
+    print("prompt:", repr(tok.decode(ids)), file=sys.stderr)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
     logits = logits_of(model, ids)
-    stride = 64
-    out = os.path.join(OUT, "smollm2-gguf")
+    # Keep the fixture well under 1 MB: Gemma's 262k vocabulary gets coarser strides.
+    stride, last_stride = (64, 1) if logits.shape[1] <= 65536 else (256, 4)
+    out = os.path.join(OUT, GGUF_NAME)
     os.makedirs(out, exist_ok=True)
     sub = logits[:, ::stride].contiguous()
-    torch.cat([sub.reshape(-1), logits[-1]]).numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
+    torch.cat([sub.reshape(-1), logits[-1, ::last_stride]]).numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
     with torch.no_grad():
         gen = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                              do_sample=False, max_new_tokens=16, min_new_tokens=16,
@@ -230,9 +244,10 @@ def main_gguf():
     greedy = gen[0, len(ids):].tolist()
     print("greedy:", repr(tok.decode(greedy)), file=sys.stderr)
     with open(os.path.join(out, "cases.json"), "w") as f:
-        json.dump({"ids": ids, "stride": stride, "vocab": int(logits.shape[1]), "greedy": greedy}, f)
+        json.dump({"ids": ids, "stride": stride, "last_stride": last_stride,
+                   "vocab": int(logits.shape[1]), "greedy": greedy}, f)
         f.write("\n")
-    print(f"smollm2-gguf: {len(ids)} tokens, max |logit| {float(logits.abs().max()):.3g}", file=sys.stderr)
+    print(f"{GGUF_NAME}: {len(ids)} tokens, max |logit| {float(logits.abs().max()):.3g}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -245,6 +245,96 @@ static void test_threads(void **state)
 	jinja_free(t);
 }
 
+/* Each thread reuses its render state and output buffer between renders: renders of
+ * different sizes (small, over the 4 KiB first buffer, over the 1 MiB kept scratch), with
+ * failing renders and spans in between, give the same bytes in any order, in threads that
+ * start and exit (their cached state is freed then; ASan checks). */
+typedef struct reuse_arg {
+	jinja_template *small, *big, *huge, *bad, *gen, *lim;
+	json_t *ctx;
+	int bad_count;
+} reuse_arg;
+
+static int expect(const jinja_template *t, const json_t *ctx, size_t want_n, char want_first, char want_last)
+{
+	char *out = NULL;
+	size_t n = 0;
+	sft_error err = {0};
+	if (jinja_render(t, ctx, &out, &n, NULL, NULL, &err) < 0)
+		return 1;
+	int bad = n != want_n || strlen(out) != n || (n && (out[0] != want_first || out[n - 1] != want_last));
+	free(out);
+	return bad;
+}
+
+static void *reuse_main(void *p)
+{
+	reuse_arg *a = p;
+	for (int i = 0; i < 6; i++) {
+		a->bad_count += expect(a->small, a->ctx, 7, 'H', '!');
+		a->bad_count += expect(a->big, a->ctx, 3 * 5000, 'a', 'c');
+		a->bad_count += expect(a->small, a->ctx, 7, 'H', '!');
+		/* max_output is checked when the output buffer grows, as for a fresh buffer
+		 * (4 KiB, then doubling) also after a large render left a larger one */
+		a->bad_count += expect(a->lim, a->ctx, 5500, 'x', 'y');
+		if (i % 3 == 0)
+			a->bad_count += expect(a->huge, a->ctx, 4 * 300000, 'w', 'z');
+		a->bad_count += expect(a->lim, a->ctx, 5500, 'x', 'y');
+		char *out = NULL;
+		size_t n;
+		sft_error err = {0};
+		a->bad_count += jinja_render(a->bad, a->ctx, &out, &n, NULL, NULL, &err) >= 0;
+		a->bad_count += strstr(err.msg, "template raised: no") == NULL;
+		jinja_span *sp = NULL;
+		size_t ns = 0;
+		if (jinja_render(a->gen, a->ctx, &out, &n, &sp, &ns, &err) < 0 || strcmp(out, "a[Hi!]b") || ns != 1 ||
+		    sp[0].start != 2 || sp[0].end != 5)
+			a->bad_count++;
+		else
+			free(out);
+		free(sp);
+		a->bad_count += expect(a->small, a->ctx, 7, 'H', '!');
+	}
+	return NULL;
+}
+
+static void test_state_reuse(void **state)
+{
+	(void)state;
+	sft_error err = {0};
+#define C(s) jinja_compile(s, strlen(s), "reuse", NULL, &err)
+	reuse_arg a = {C("Hi {{ name }}!"), C("{% for i in range(5000) %}abc{% endfor %}"),
+		       C("{% for i in range(1000) %}{% for j in range(300) %}wxyz{% endfor %}{% endfor %}"),
+		       C("{{ 'x' * 5000 }}{{ raise_exception('no') }}"), C("a[{% generation %}Hi!{% endgeneration %}]b"), NULL,
+		       NULL, 0};
+#undef C
+	jinja_options o;
+	jinja_options_init(&o);
+	o.max_output = 5000;
+	const char *lsrc = "{{ 'x' * 4500 }}{{ 'y' * 1000 }}";
+	a.lim = jinja_compile(lsrc, strlen(lsrc), "lim", &o, &err);
+	assert_true(a.small && a.big && a.huge && a.bad && a.gen && a.lim);
+	json_error_t je;
+	a.ctx = json_loads("{\"name\":\"you\"}", 0, &je);
+	reuse_main(&a); /* the main thread */
+	assert_int_equal(a.bad_count, 0);
+	reuse_arg b[2] = {a, a};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, reuse_main, &b[i]);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(b[i].bad_count, 0);
+	}
+	json_decref(a.ctx);
+	jinja_free(a.small);
+	jinja_free(a.big);
+	jinja_free(a.huge);
+	jinja_free(a.bad);
+	jinja_free(a.gen);
+	jinja_free(a.lim);
+}
+
 static void test_chat_context(void **state)
 {
 	(void)state;
@@ -280,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_has_generation_and_spans),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_state_reuse),
 		cmocka_unit_test(test_chat_context),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

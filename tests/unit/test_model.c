@@ -150,6 +150,19 @@ static void check_parity(const char *arch, int want_arch)
 	}
 	print_message("# %s: max relative logit error vs transformers %.2e\n", arch, worst);
 
+	/* hidden_out is the final-normed hidden state: hidden @ lm_head^T == logits (up to the
+	 * softcap, which only gemma3 has). */
+	if (m->cfg.final_softcap == 0) {
+		int C = m->cfg.hidden_size;
+		float *hid = malloc((size_t)B * T * C * sizeof *hid);  // (B, T, C)
+		float *lg2 = malloc((size_t)B * T * V * sizeof *lg2);  // (B, T, V)
+		assert_int_equal(model_forward(m, &a, tok, pos, seg, B, T, NULL, hid, &err), 0);
+		ops_matmul_forward(lg2, hid, m->lm_head, NULL, B * T, C, V);
+		assert_true(rel_err(lg2, got, (size_t)B * T * V) <= 1e-6);
+		free(hid);
+		free(lg2);
+	}
+
 	/* Without segment ids, row 0 (one document) must give the same logits. */
 	float *got1 = malloc((size_t)T * V * sizeof *got1);
 	for (int i = 0; i < T; i++) pos[i] = i;
@@ -275,6 +288,11 @@ static void test_config_fields(void **s)
 	assert_int_equal(c.o_bias, 0);
 	assert_int_equal(c.act, MODEL_ACT_SILU);
 
+	/* The qwen3 fixture is sharded (3 files + index): its parity test covers that path. */
+	char idx[4200];
+	snprintf(idx, sizeof idx, "%s/models/qwen3/model.safetensors.index.json", fixdir());
+	assert_int_equal(access(idx, R_OK), 0);
+
 	/* Parameter count: the carved block holds exactly the tensors (+ 64-byte padding). */
 	model *m = load_model("llama");
 	size_t n = 0;
@@ -284,6 +302,22 @@ static void test_config_fields(void **s)
 	n = (size_t)lc->vocab_size * C + C + (size_t)lc->n_layers * per_layer;
 	assert_true(m->n_params >= n && m->n_params < n + 16 * 64);
 	assert_ptr_equal(m->lm_head, m->embed); /* tied */
+	/* The tensor table covers the block exactly once: sizes add up (modulo padding),
+	 * every tensor lies inside the block, no two overlap (sorted by address). */
+	int nt = model_tensors(m, NULL);
+	assert_int_equal(nt, 2 + 9 * lc->n_layers);
+	model_tensor *tt = calloc((size_t)nt, sizeof *tt);
+	assert_int_equal(model_tensors(m, tt), nt);
+	size_t sum = 0;
+	for (int i = 0; i < nt; i++) {
+		size_t e = (size_t)tt[i].shape[0] * (size_t)(tt[i].n_dims == 2 ? tt[i].shape[1] : 1);
+		sum += e;
+		assert_true(tt[i].data >= m->block && tt[i].data + e <= m->block + m->n_params);
+		if (i > 0) assert_true(tt[i - 1].data < tt[i].data);
+	}
+	assert_true(sum == n);
+	assert_string_equal(tt[2].name, "model.layers.0.input_layernorm.weight");
+	free(tt);
 	model_free(m);
 	model_free(NULL);
 }
@@ -369,7 +403,7 @@ static void test_load_errors(void **s)
 	remove_dir(tmp);
 
 	/* intermediate_size disagrees with the tensors */
-	make_dir_with_config(tmp, "qwen3", "\"intermediate_size\": 128", "\"intermediate_size\": 100");
+	make_dir_with_config(tmp, "llama3", "\"intermediate_size\": 128", "\"intermediate_size\": 100");
 	assert_null(model_load(tmp, &err));
 	assert_int_equal(err.code, SFT_EXIT_DATA);
 	assert_non_null(strstr(err.msg, "model.layers.0.mlp.gate_proj.weight"));
@@ -388,38 +422,100 @@ static void test_load_errors(void **s)
 	model_free(m);
 }
 
-/* ---- the real SmolLM2-135M-Instruct Q4_1 GGUF vs transformers loading the same file ----
- * The GGUF (~90 MB) is not committed: $SFT_SMOLLM2_GGUF or models/SmolLM2-135M-Instruct.Q4_1.gguf
- * (scripts/get-model smollm2-135m-instruct); the test is not registered when it is absent. Both sides dequantize the
- * same blocks to fp32 and run fp32 (30 layers, K up to 1536), so the error budget is larger
- * than for the 2-layer fixtures: <= 1e-3 of the logit scale. */
-static const char *smollm2_path(void)
-{
-	const char *path = getenv("SFT_SMOLLM2_GGUF");
-	return path ? path : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-static void test_gguf_smollm2(void **s)
+/* ---- GGUF loading: the llama fixture written as llama.cpp lays it out (Q/K rows permuted)
+ * must give back exactly the safetensors weights, hence the same logits. */
+static void test_gguf_tiny_llama(void **s)
 {
 	(void)s;
-	const char *path = smollm2_path();
+	char path[4200];
+	snprintf(path, sizeof path, "%s/models/llama/model.gguf", fixdir());
+	sft_error err = {0};
+	model *g = model_load_gguf(path, &err);
+	if (!g) fail_msg("model_load_gguf: %s", err.msg);
+	model *m = load_model("llama");
+	assert_int_equal(g->cfg.arch, MODEL_ARCH_LLAMA);
+	assert_int_equal(g->cfg.tie_embeddings, 1);
+	assert_int_equal(g->cfg.n_kv_heads, m->cfg.n_kv_heads);
+	assert_true(g->n_params == m->n_params);
+	/* same layout, same values (both fp32): bit-identical blocks */
+	assert_memory_equal(g->block, m->block, m->n_params * sizeof(float));
+	int T = 16, V = g->cfg.vocab_size;
+	json_t *cases = load_cases("llama");
+	int n = 0;
+	int32_t *ids = json_ids(json_array_get(json_object_get(cases, "rows"), 0), &n);
+	assert_int_equal(n, T);
+	int32_t pos[16];
+	for (int i = 0; i < T; i++) pos[i] = i;
+	float *want = load_f32("llama", "logits.f32", (size_t)(T + T) * V); /* docs: row 0, then row 1's two */
+	float *got = malloc((size_t)T * V * sizeof *got);
+	model_arena a;
+	model_arena_init(&a);
+	assert_int_equal(model_forward(g, &a, ids, pos, NULL, 1, T, got, NULL, &err), 0);
+	assert_true(rel_err(got, want, (size_t)T * V) <= 1e-4);
+	model_arena_free(&a);
+	free(got);
+	free(want);
+	free(ids);
+	json_decref(cases);
+	model_free(m);
+	model_free(g);
+
+	/* a vocab-only GGUF has no weights: the error names the tensor */
+	snprintf(path, sizeof path, "%s/tokenizers/smollm2.gguf", fixdir());
+	assert_null(model_load_gguf(path, &err));
+	assert_int_equal(err.code, SFT_EXIT_DATA);
+	assert_non_null(strstr(err.msg, "token_embd.weight"));
+	assert_null(model_load_gguf("/nonexistent/x.gguf", &err));
+	assert_true(err.code != 0);
+}
+
+/* ---- the real SmolLM2-135M-Instruct Q4_1 GGUF vs transformers loading the same file ----
+ * The GGUF (~90 MB) is not committed: $SFT_SMOLLM2_GGUF or models/SmolLM2-135M-Instruct.Q4_1.gguf
+ * (scripts/get-model smollm2-135m-instruct), and Gemma 3 270M Q4_K_M ($SFT_GEMMA3_GGUF or
+ * models/gemma-3-270m-q4_k_m.gguf); a case is not registered when its file is absent. Both sides dequantize the
+ * same blocks to fp32 and run fp32 (30 layers, K up to 1536), so the error budget is larger
+ * than for the 2-layer fixtures: <= 1e-3 of the logit scale. */
+typedef struct real_gguf {
+	const char *env, *default_path, *fixture;
+	int arch, n_layers, n_kv_heads;
+} real_gguf;
+
+static const real_gguf REAL[] = {
+	{"SFT_SMOLLM2_GGUF", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-gguf", MODEL_ARCH_LLAMA, 30, 3},
+	{"SFT_GEMMA3_GGUF", "models/gemma-3-270m-q4_k_m.gguf", "gemma3-270m-gguf", MODEL_ARCH_GEMMA3, 18, 1},
+};
+
+static const char *real_path(const real_gguf *r)
+{
+	const char *path = getenv(r->env);
+	return path ? path : r->default_path;
+}
+
+static void test_gguf_real(void **state)
+{
+	const real_gguf *r = *state;
+	const char *path = real_path(r);
 	sft_error err = {0};
 	model *m = model_load_gguf(path, &err);
 	if (!m) fail_msg("model_load_gguf: %s", err.msg);
-	assert_int_equal(m->cfg.n_layers, 30);
-	assert_int_equal(m->cfg.n_kv_heads, 3);
+	assert_int_equal(m->cfg.arch, r->arch);
+	assert_int_equal(m->cfg.n_layers, r->n_layers);
+	assert_int_equal(m->cfg.n_kv_heads, r->n_kv_heads);
 	assert_ptr_equal(m->lm_head, m->embed);
-	json_t *cases = load_cases("smollm2-gguf");
+	json_t *cases = load_cases(r->fixture);
 	int T = 0, ng = 0;
 	int32_t *ids = json_ids(json_object_get(cases, "ids"), &T);
 	int32_t *greedy = json_ids(json_object_get(cases, "greedy"), &ng);
 	int stride = (int)json_integer_value(json_object_get(cases, "stride"));
 	int V = m->cfg.vocab_size;
 	assert_int_equal(V, (int)json_integer_value(json_object_get(cases, "vocab")));
-	int nsub = (V + stride - 1) / stride;
-	float *want = load_f32("smollm2-gguf", "logits.f32", (size_t)T * nsub + (size_t)V);
+	int last_stride = (int)json_integer_value(json_object_get(cases, "last_stride"));
+	assert_true(stride > 0 && last_stride > 0);
+	int nsub = (V + stride - 1) / stride, nlast = (V + last_stride - 1) / last_stride;
+	float *want = load_f32(r->fixture, "logits.f32", (size_t)T * nsub + (size_t)nlast);
 	float *got = malloc((size_t)T * V * sizeof *got); // (T, V)
-	float *sub = malloc((size_t)T * nsub * sizeof *sub); // (T, V/stride)
+	size_t nbuf = (size_t)T * nsub > (size_t)nlast ? (size_t)T * nsub : (size_t)nlast;
+	float *sub = malloc(nbuf * sizeof *sub); // (T, V/stride), then (V/last_stride)
 	int32_t *pos = malloc((size_t)T * sizeof *pos);
 	for (int i = 0; i < T; i++) pos[i] = i;
 	model_arena a;
@@ -428,14 +524,16 @@ static void test_gguf_smollm2(void **s)
 	for (int t = 0; t < T; t++)
 		for (int j = 0; j < nsub; j++) sub[(size_t)t * nsub + j] = got[(size_t)t * V + (size_t)j * stride];
 	double re_sub = rel_err(sub, want, (size_t)T * nsub);
-	double re_last = rel_err(got + (size_t)(T - 1) * V, want + (size_t)T * nsub, (size_t)V);
-	print_message("# smollm2 gguf: relative logit error vs transformers: %.2e (all positions, "
-		      "every %dth entry), %.2e (last position, full vocab)\n", re_sub, stride, re_last);
+	for (int j = 0; j < nlast; j++) sub[j] = got[(size_t)(T - 1) * V + (size_t)j * last_stride];
+	double re_last = rel_err(sub, want + (size_t)T * nsub, (size_t)nlast);
+	print_message("# %s: relative logit error vs transformers: %.2e (all positions, "
+		      "every %dth entry), %.2e (last position, stride %d)\n", r->fixture, re_sub, stride, re_last, last_stride);
 	assert_true(re_sub <= 1e-3);
 	assert_true(re_last <= 1e-3);
 	model_kv_cache kv;
 	assert_int_equal(model_kv_cache_init(&kv, m, T + ng, &err), 0);
 	int32_t out[32];
+	assert_true(ng <= 32);
 	int n_out = 0;
 	assert_int_equal(model_generate_greedy(m, &kv, ids, T, ng, -1, out, &n_out, &err), 0);
 	assert_int_equal(n_out, ng);
@@ -475,10 +573,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_decode_llama3),
 		cmocka_unit_test(test_decode_gemma3),
 		cmocka_unit_test(test_decode_qwen2),
+		cmocka_unit_test(test_gguf_tiny_llama),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	if (access(smollm2_path(), R_OK) == 0) {
-		const struct CMUnitTest real[] = {cmocka_unit_test(test_gguf_smollm2)};
+	/* The real GGUFs (not in CI) run only where present. */
+	for (size_t i = 0; i < sizeof REAL / sizeof REAL[0]; i++) {
+		if (access(real_path(&REAL[i]), R_OK) != 0) continue;
+		struct CMUnitTest real[] = {cmocka_unit_test_prestate(test_gguf_real, (void *)&REAL[i])};
+		real[0].name = REAL[i].fixture;
 		rc |= cmocka_run_group_tests(real, NULL, NULL);
 	}
 	return rc;

@@ -473,7 +473,27 @@ static int put_passthrough(const state *S, int fmt, const json_t *rec, json_buf 
 	json_t *v;
 	int bad = 0;
 	json_object_foreach((json_t *)rec, k, v) {
-		if (pass_field(S, fmt, k))
+		if (!pass_field(S, fmt, k))
+			continue;
+		/* `,"key":` in one piece for a short printable-ASCII key without '"' or '\\'
+		 * (what json_buf_string writes for it unescaped); others through json_buf_string */
+		char head[128];
+		size_t n = 0;
+		head[n++] = ',';
+		head[n++] = '"';
+		for (const char *c = k; *c && n < sizeof head - 2; c++) {
+			unsigned char ch = (unsigned char)*c;
+			if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+				n = 0;
+				break;
+			}
+			head[n++] = *c;
+		}
+		if (n && !k[n - 2] && n + 2 <= sizeof head) {
+			head[n++] = '"';
+			head[n++] = ':';
+			bad |= json_buf_put(b, head, n) || json_buf_value(b, v);
+		} else
 			bad |= json_buf_put(b, ",", 1) || json_buf_string(b, k, strlen(k)) || json_buf_put(b, ":", 1) ||
 			       json_buf_value(b, v);
 	}
