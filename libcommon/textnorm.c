@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static int is_space_cp(int32_t c)
 {
@@ -44,6 +47,72 @@ static int ensure(textnorm_buf *b, size_t need)
 	if (!n) return -1;
 	b->out = n, b->cap = nc;
 	return 0;
+}
+
+/* The common flags (whitespace collapse, optional ASCII case folding, no stripping) on
+ * text that may not be ASCII: returns the result, or sets *not_ascii and returns NULL
+ * when a byte >= 0x80 is seen (the caller then takes the Unicode path). 16 bytes at a
+ * time (SSE2) where a block has no whitespace other than single spaces that follow a
+ * non-space: such a block is stored whole (case-folded); other blocks, and the tail, go
+ * through the branch-free byte loop (every byte is stored, whitespace as ' ', and the
+ * write position only advances past a space that follows a non-space). */
+static const char *ws_fold_path(textnorm_buf *b, const char *s, size_t len, int fold, size_t *out_len, int *not_ascii)
+{
+	if (ensure(b, len + 17) < 0) return NULL;
+	pthread_once(&tables_once, init_tables);
+	char *o = b->out;
+	const unsigned char *t = tab[fold ? 1 : 0];
+	size_t n = 0, i = 0;
+	unsigned prev = 1; /* leading whitespace is dropped */
+#ifdef __SSE2__
+	const __m128i sp = _mm_set1_epi8(' '), c08 = _mm_set1_epi8(0x08), c0e = _mm_set1_epi8(0x0E),
+		      c1b = _mm_set1_epi8(0x1B), c21 = _mm_set1_epi8(0x21), ca = _mm_set1_epi8('A' - 1),
+		      cz = _mm_set1_epi8('Z' + 1), c20 = _mm_set1_epi8(0x20);
+	const __m128i fmask = fold ? _mm_set1_epi8(-1) : _mm_setzero_si128();
+	for (; i + 16 <= len; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+		if (_mm_movemask_epi8(x)) {
+			*not_ascii = 1;
+			return NULL;
+		}
+		/* all bytes < 0x80 here, so signed compares are unsigned ones */
+		__m128i ctl = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(x, c08), _mm_cmplt_epi8(x, c0e)),
+					   _mm_and_si128(_mm_cmpgt_epi8(x, c1b), _mm_cmplt_epi8(x, c21)));
+		__m128i isp = _mm_cmpeq_epi8(x, sp);
+		unsigned ws = (unsigned)_mm_movemask_epi8(ctl);        /* includes ' ' (0x20) */
+		unsigned other = ws & ~(unsigned)_mm_movemask_epi8(isp); /* whitespace other than ' ' */
+		if (!other && !(ws & ((ws << 1) | prev))) {
+			__m128i up = _mm_and_si128(_mm_cmpgt_epi8(x, ca), _mm_cmplt_epi8(x, cz));
+			x = _mm_add_epi8(x, _mm_and_si128(_mm_and_si128(up, c20), fmask));
+			_mm_storeu_si128((__m128i *)(o + n), x);
+			n += 16;
+			prev = (ws >> 15) & 1;
+			continue;
+		}
+		for (size_t k = i; k < i + 16; k++) {
+			unsigned char c = (unsigned char)s[k];
+			unsigned w = isws[c];
+			o[n] = (char)t[c];
+			n += !(w & prev);
+			prev = w;
+		}
+	}
+#endif
+	for (; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c & 0x80) {
+			*not_ascii = 1;
+			return NULL;
+		}
+		unsigned w = isws[c];
+		o[n] = (char)t[c];
+		n += !(w & prev);
+		prev = w;
+	}
+	if (n > 0 && prev) n--; /* trailing space */
+	o[n] = 0;
+	*out_len = n;
+	return o;
 }
 
 static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len)
@@ -89,8 +158,17 @@ static const char *ascii_path(textnorm_buf *b, const char *s, size_t len, int fl
 	return o;
 }
 
+static const char *unicode_path(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len);
+
 const char *textnorm_apply(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len)
 {
+	if ((flags & TEXTNORM_WS) && !(flags & (TEXTNORM_STRIP_PUNCT | TEXTNORM_STRIP_DIGITS))) {
+		/* the common case: ASCII check fused with the normalization */
+		int not_ascii = 0;
+		const char *r = ws_fold_path(b, s, len, flags & TEXTNORM_CASEFOLD, out_len, &not_ascii);
+		if (r || !not_ascii) return r;
+		return unicode_path(b, s, len, flags, out_len);
+	}
 	size_t i = 0;
 	/* ASCII check, 8 bytes at a time */
 	for (; i + 8 <= len; i += 8) {
@@ -101,7 +179,11 @@ const char *textnorm_apply(textnorm_buf *b, const char *s, size_t len, int flags
 	for (; i < len; i++)
 		if ((unsigned char)s[i] & 0x80) break;
 	if (i == len) return ascii_path(b, s, len, flags, out_len);
+	return unicode_path(b, s, len, flags, out_len);
+}
 
+static const char *unicode_path(textnorm_buf *b, const char *s, size_t len, int flags, size_t *out_len)
+{
 	const uint8_t *src = (const uint8_t *)s;
 	utf8proc_uint8_t *mapped = NULL;
 	size_t mlen = len;

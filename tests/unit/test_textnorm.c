@@ -87,6 +87,63 @@ static void test_counts(void **state)
 	assert_true(textnorm_is_blank("", 0));
 }
 
+/* Reference for ASCII input: Python " ".join(s.split()) with optional lower(). */
+static size_t ref_ascii(const char *s, size_t len, int fold, char *out)
+{
+	size_t n = 0;
+	int pend = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20)) {
+			pend = n > 0;
+			continue;
+		}
+		if (pend) out[n++] = ' ', pend = 0;
+		out[n++] = (char)(fold && c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	out[n] = 0;
+	return n;
+}
+
+/* The 16-byte block path must equal the byte loop for every mix of whitespace runs,
+ * block boundaries and case; a non-ASCII byte anywhere falls back to the Unicode path. */
+static void test_ascii_blocks_random(void **state)
+{
+	(void)state;
+	static const char alpha[] = "aZ  \t\n\r\x1c\x1f\x0b.9Qz~ ";
+	char in[200], ref[220];
+	textnorm_buf b = {0};
+	unsigned seed = 12345;
+	for (int it = 0; it < 20000; it++) {
+		size_t len = (size_t)(it % 97);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = (seed >> 16) % 64;
+			in[i] = r < 24 ? alpha[r % (sizeof alpha - 1)] : (char)('a' + r % 26);
+			if (r >= 50) in[i] = ' ';
+		}
+		for (int fold = 0; fold < 2; fold++) {
+			int flags = TEXTNORM_WS | TEXTNORM_NFC | (fold ? TEXTNORM_CASEFOLD : 0);
+			size_t n, rn = ref_ascii(in, len, fold, ref);
+			const char *o = textnorm_apply(&b, in, len, flags, &n);
+			assert_non_null(o);
+			assert_int_equal(n, rn);
+			assert_memory_equal(o, ref, rn + 1);
+		}
+	}
+	/* non-ASCII in the middle of a long ASCII run: NFC + folding still apply */
+	char u[100];
+	memset(u, 'A', sizeof u);
+	memcpy(u + 40, "\xc3\x9f", 2); /* sharp s folds to "ss" */
+	size_t n;
+	const char *o = textnorm_apply(&b, u, sizeof u, TEXTNORM_WS | TEXTNORM_NFC | TEXTNORM_CASEFOLD, &n);
+	assert_non_null(o);
+	assert_int_equal(n, 100);
+	assert_memory_equal(o + 40, "ss", 2);
+	assert_int_equal(o[39], 'a');
+	textnorm_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -94,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_unicode),
 		cmocka_unit_test(test_long_input_grows_buffer),
 		cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_ascii_blocks_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

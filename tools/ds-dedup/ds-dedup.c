@@ -7,6 +7,7 @@
  * keys, remembering only offsets and keys; the decisions are made on those; pass 2
  * re-reads the input (stdin is spilled to a temporary file) and writes what is kept. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <omp.h>
 #include <stdio.h>
@@ -339,15 +340,16 @@ typedef struct worker {
 	uint32_t *sig;
 } worker;
 
-static worker *workers;
+static worker *workers; /* nworkers for the parallel parts, then one for the main thread */
 static int nworkers;
+#define SERIAL_W (&workers[nworkers])
 
 static void workers_init(int n)
 {
 	nworkers = n;
-	workers = calloc((size_t)n, sizeof *workers);
+	workers = calloc((size_t)n + 1, sizeof *workers);
 	if (!workers) die(SFT_EXIT_RUNTIME, "out of memory");
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i <= n; i++) {
 		workers[i].md = pcre2_match_data_create(1, NULL);
 		workers[i].sig = malloc(sizeof(uint32_t) * (size_t)(S.num_perm > 0 ? S.num_perm : 1));
 		if (!workers[i].md || !workers[i].sig) die(SFT_EXIT_RUNTIME, "out of memory");
@@ -356,7 +358,7 @@ static void workers_init(int n)
 
 static void workers_free(void)
 {
-	for (int i = 0; i < nworkers; i++) {
+	for (int i = 0; i <= nworkers; i++) {
 		worker *w = &workers[i];
 		jdom_free(&w->dom);
 		jdom_free(&w->sub);
@@ -453,7 +455,8 @@ static void process_line(worker *w, const char *line, size_t len, int filters, l
 	}
 	if (extract(&w->dom, S.fields, S.nfields, &w->tbuf, &w->tlen, &w->tcap) < 0)
 		die(SFT_EXIT_RUNTIME, "out of memory");
-	res->nchars = (uint32_t)textnorm_count_chars(w->tbuf, w->tlen);
+	if (S.minhash || S.emit_path) /* --keep longest, signature files */
+		res->nchars = (uint32_t)textnorm_count_chars(w->tbuf, w->tlen);
 	if (filters) {
 		const char *ft = w->tbuf;
 		size_t fl = w->tlen;
@@ -548,6 +551,14 @@ typedef struct reader {
 	uint64_t buf_off;     /* file offset of buf[0] */
 	uint64_t line;        /* lines consumed so far */
 	int eof;
+	/* double buffering (pass1_stream): a batch handed out stays valid while the next one
+	 * is read. `live`: the last batch lies in buf, so a refill moves the unread tail into
+	 * buf2 (which holds only batches already written) and swaps. Errors are kept in
+	 * fatal/fatal_code instead of dying, to be reported where a one-buffer run would. */
+	char *buf2;
+	size_t cap2;
+	int live, pipe, fatal_code;
+	char *fatal;
 } reader;
 
 static void reader_init(reader *r, int fd, int spill_fd, const char *name)
@@ -570,9 +581,38 @@ static void write_all(int fd, const char *p, size_t n, const char *what)
 	}
 }
 
+static void reader_fatal(reader *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reader_fatal(reader *r, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (!r->buf2) die(code, "%s", msg);
+	if (!r->fatal) r->fatal = xstrdup(msg), r->fatal_code = code;
+}
+
 /* Refills: keeps buf[beg..end), reads more. Returns bytes read (0 at EOF). */
 static size_t reader_fill(reader *r)
 {
+	if (r->live) {
+		size_t tail = r->end - r->beg, need = tail == r->cap ? r->cap * 2 : r->cap;
+		if (r->cap2 < need) {
+			free(r->buf2);
+			r->buf2 = xrealloc(NULL, need);
+			r->cap2 = need;
+		}
+		memcpy(r->buf2, r->buf + r->beg, tail);
+		char *t = r->buf;
+		size_t tc = r->cap;
+		r->buf = r->buf2, r->cap = r->cap2;
+		r->buf2 = t, r->cap2 = tc;
+		r->buf_off += r->beg;
+		r->end = tail;
+		r->beg = 0;
+		r->live = 0;
+	}
 	if (r->beg > 0) {
 		memmove(r->buf, r->buf + r->beg, r->end - r->beg);
 		r->buf_off += r->beg;
@@ -583,16 +623,22 @@ static size_t reader_fill(reader *r)
 		r->cap *= 2;
 		r->buf = xrealloc(r->buf, r->cap);
 	}
+	size_t got = 0;
 	for (;;) {
 		ssize_t k = read(r->fd, r->buf + r->end, r->cap - r->end);
 		if (k < 0) {
 			if (errno == EINTR) continue;
-			die(SFT_EXIT_RUNTIME, "%s: read error: %s", r->name, strerror(errno));
+			reader_fatal(r, SFT_EXIT_RUNTIME, "%s: read error: %s", r->name, strerror(errno));
+			r->eof = 1;
+			return got;
 		}
 		if (k == 0) r->eof = 1;
 		if (k > 0 && r->spill_fd >= 0) write_all(r->spill_fd, r->buf + r->end, (size_t)k, "spill file");
 		r->end += (size_t)k;
-		return (size_t)k;
+		got += (size_t)k;
+		/* a pipe gives at most its capacity per read: gather 4 MB for a batch */
+		if (r->pipe && r->buf2 && k > 0 && got < (4u << 20) && r->end < r->cap) continue;
+		return got;
 	}
 }
 
@@ -624,7 +670,10 @@ static size_t reader_batch(reader *r, span *out, size_t max)
 			else break;
 			r->line++;
 			size_t len = e - r->beg;
-			if (len > 0xffffffffULL) die(SFT_EXIT_DATA, "%s:%llu: line too long", r->name, (unsigned long long)r->line);
+			if (len > 0xffffffffULL) {
+				reader_fatal(r, SFT_EXIT_DATA, "%s:%llu: line too long", r->name, (unsigned long long)r->line);
+				return 0;
+			}
 			if (!is_blank_line(r->buf + r->beg, len)) {
 				out[n].p = r->buf + r->beg;
 				out[n].off = r->buf_off + r->beg;
@@ -634,8 +683,12 @@ static size_t reader_batch(reader *r, span *out, size_t max)
 			}
 			r->beg = nl ? e + 1 : e;
 		}
-		if (n > 0 || (r->eof && r->beg == r->end)) return n;
+		if (n > 0 || (r->eof && r->beg == r->end)) {
+			if (n > 0 && r->buf2) r->live = 1;
+			return n;
+		}
 		reader_fill(r);
+		if (r->fatal) return 0;
 	}
 }
 
@@ -705,7 +758,7 @@ static void sw_write(sig_writer *w, const void *p, size_t n)
 static FILE *stream_out, *stream_rm;
 static int exact_streamed;
 static void exact_check(size_t i);
-static void emit_batch(const reader *r, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm);
+static void emit_batch(const char *buf_end, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm);
 
 #define BATCH 8192
 
@@ -741,7 +794,7 @@ static void pass1(reader *r, uint32_t src, int is_eval, sig_writer *sw, progress
 					po->first_invalid_line = sp[i].line, po->first_invalid_col = lr[i].err_col;
 				if (is_eval || !S.skip_errors) {
 					/* re-parse for the message */
-					worker *w = &workers[0];
+					worker *w = SERIAL_W;
 					jdom_parse(&w->dom, sp[i].p, sp[i].len, 1);
 					die(SFT_EXIT_DATA, "%s:%llu:%zu: %s", r->name, (unsigned long long)sp[i].line,
 					    w->dom.err_col, w->dom.err_msg);
@@ -785,7 +838,7 @@ static void pass1(reader *r, uint32_t src, int is_eval, sig_writer *sw, progress
 		if (exact_streamed && !is_eval) {
 			size_t base = nrec - n, k = base; /* every span became a record */
 			for (size_t i = base; i < nrec; i++) exact_check(i);
-			emit_batch(r, sp, n, &k, nrec, stream_out, stream_rm);
+			emit_batch(r->buf + r->end, sp, n, &k, nrec, stream_out, stream_rm);
 		}
 		if (pg) progress_add(pg, n, bytes);
 	}
@@ -794,6 +847,107 @@ static void pass1(reader *r, uint32_t src, int is_eval, sig_writer *sw, progress
 	free(beh);
 	free(bbk);
 	free(bsig);
+}
+
+/* Exact-only input (pass1_stream): batches are keyed by the worker threads while the
+ * main thread decides and writes the previous batch and reads the next one, so the
+ * sequential part (reading, keep-first decisions, output) overlaps the parallel one.
+ * Batches, decisions and output are those of pass1 + emit_batch, in the same order. */
+typedef struct sbatch {
+	span *sp;
+	line_result *lr;
+	XXH128_hash_t *eh;
+	size_t n;
+	const char *buf_end;
+} sbatch;
+
+/* Records, decides and writes one keyed batch. Returns 0, or 1 + the index of an
+ * invalid line that stops the run (nothing of the batch is written then). */
+static size_t stream_finish(sbatch *b, uint32_t src, progress *pg, pass1_out *po)
+{
+	uint64_t bytes = 0;
+	size_t base = nrec;
+	for (size_t i = 0; i < b->n; i++) {
+		const span *sp = &b->sp[i];
+		const line_result *lr = &b->lr[i];
+		bytes += sp->len + 1;
+		po->read++;
+		if (lr->status == ST_INVALID) {
+			po->invalid++;
+			if (!po->first_invalid_line) po->first_invalid_line = sp->line, po->first_invalid_col = lr->err_col;
+			if (!S.skip_errors) return i + 1;
+		}
+		grow_recs(nrec + 1);
+		rec *x = &recs[nrec];
+		memset(x, 0, sizeof *x);
+		x->off = sp->off, x->line = sp->line, x->len = sp->len, x->src = src;
+		x->nchars = lr->nchars, x->status = lr->status, x->has_content = lr->has_content;
+		x->rule = lr->rule, x->err_col = lr->err_col, x->jaccard = -1, x->dup_of = -1;
+		ehash[nrec] = b->eh[i];
+		nrec++;
+	}
+	size_t k = base;
+	for (size_t i = base; i < nrec; i++) exact_check(i);
+	emit_batch(b->buf_end, b->sp, b->n, &k, nrec, stream_out, stream_rm);
+	if (pg) progress_add(pg, b->n, bytes);
+	return 0;
+}
+
+static void pass1_stream(reader *r, uint32_t src, progress *pg, pass1_out *po)
+{
+	struct stat st;
+	r->pipe = fstat(r->fd, &st) == 0 && !S_ISREG(st.st_mode);
+	r->cap2 = r->cap;
+	r->buf2 = xrealloc(NULL, r->cap2);
+	sbatch b[3];
+	for (int q = 0; q < 3; q++) {
+		b[q].sp = xrealloc(NULL, sizeof(span) * BATCH);
+		b[q].lr = xrealloc(NULL, sizeof(line_result) * BATCH);
+		b[q].eh = xrealloc(NULL, sizeof(XXH128_hash_t) * BATCH);
+		b[q].n = 0;
+	}
+	int cur = 0, prev = -1;
+	size_t stop = 0;
+	b[cur].n = reader_batch(r, b[cur].sp, BATCH);
+	b[cur].buf_end = r->buf + r->end;
+	while (b[cur].n > 0) {
+		int nxt = (cur + 1) % 3;
+		sbatch *c = &b[cur];
+		b[nxt].n = 0;
+#pragma omp parallel num_threads(nworkers)
+		{
+#pragma omp single nowait
+			{
+				if (prev >= 0) stop = stream_finish(&b[prev], src, pg, po);
+				if (!stop) {
+					b[nxt].n = reader_batch(r, b[nxt].sp, BATCH);
+					b[nxt].buf_end = r->buf + r->end;
+				}
+			}
+#pragma omp for schedule(dynamic, 16)
+			for (size_t i = 0; i < c->n; i++)
+				process_line(&workers[omp_get_thread_num()], c->sp[i].p, c->sp[i].len, 1, &c->lr[i], &c->eh[i],
+					     NULL, NULL);
+		}
+		if (stop) break;
+		prev = cur;
+		cur = nxt;
+	}
+	if (!stop && prev >= 0) stop = stream_finish(&b[prev], src, pg, po);
+	if (stop) {
+		const span *sp = &b[prev].sp[stop - 1];
+		worker *w = SERIAL_W;
+		jdom_parse(&w->dom, sp->p, sp->len, 1);
+		die(SFT_EXIT_DATA, "%s:%llu:%zu: %s", r->name, (unsigned long long)sp->line, w->dom.err_col, w->dom.err_msg);
+	}
+	if (r->fatal) die(r->fatal_code, "%s", r->fatal);
+	for (int q = 0; q < 3; q++) {
+		free(b[q].sp);
+		free(b[q].lr);
+		free(b[q].eh);
+	}
+	free(r->buf2);
+	r->buf2 = NULL;
 }
 
 /* ------------------------------------------------------------------ decisions */
@@ -1117,7 +1271,7 @@ static void write_removed(FILE *fp, size_t i, const char *line)
 		}
 	}
 	if (x->status == ST_INVALID) {
-		worker *w = &workers[0];
+		worker *w = SERIAL_W;
 		jdom_parse(&w->dom, line, x->len, 1);
 		char msg[256];
 		snprintf(msg, sizeof msg, "%zu: %s", w->dom.err_col, w->dom.err_msg ? w->dom.err_msg : "invalid");
@@ -1135,11 +1289,10 @@ static void write_removed(FILE *fp, size_t i, const char *line)
 /* Writes a batch: kept lines to out, removed ones to rm. *k walks records [.., hi) of
  * this source by line number. Kept lines that follow each other in the read buffer are
  * written as one run (the bytes, newlines included, are the input's own). */
-static void emit_batch(const reader *r, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm)
+static void emit_batch(const char *buf_end, const span *sp, size_t n, size_t *kp, size_t hi, FILE *out, FILE *rm)
 {
 	size_t k = *kp;
 	const char *run = NULL, *run_end = NULL;
-	const char *buf_end = r->buf + r->end;
 	for (size_t i = 0; i < n; i++) {
 		while (k < hi && recs[k].line < sp[i].line) k++;
 		if (k >= hi || recs[k].line != sp[i].line) continue; /* filtered in the shard run */
@@ -1176,7 +1329,7 @@ static void pass2(reader *r, size_t lo, size_t hi, FILE *out, FILE *rm)
 {
 	span *sp = xrealloc(NULL, sizeof(span) * BATCH);
 	size_t n, k = lo;
-	while ((n = reader_batch(r, sp, BATCH)) > 0) emit_batch(r, sp, n, &k, hi, out, rm);
+	while ((n = reader_batch(r, sp, BATCH)) > 0) emit_batch(r->buf + r->end, sp, n, &k, hi, out, rm);
 	free(sp);
 }
 
@@ -1468,7 +1621,8 @@ int main(int argc, char **argv)
 		reader r;
 		reader_init(&r, in_fd, spill, in_name);
 		progress_start(&pg, "records", 0, (uint64_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
-		pass1(&r, (uint32_t)in_src, 0, S.emit_path ? &sw : NULL, &pg, &po);
+		if (exact_streamed) pass1_stream(&r, (uint32_t)in_src, &pg, &po);
+		else pass1(&r, (uint32_t)in_src, 0, S.emit_path ? &sw : NULL, &pg, &po);
 		progress_finish(&pg);
 		free(r.buf);
 		if (S.emit_path) {
