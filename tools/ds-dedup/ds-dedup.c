@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -557,8 +558,14 @@ typedef struct reader {
 	 * fatal/fatal_code instead of dying, to be reported where a one-buffer run would. */
 	char *buf2;
 	size_t cap2;
-	int live, pipe, fatal_code;
+	int live, pipe, defer, fatal_code;
 	char *fatal;
+	/* a regular file may be mapped instead (pass1_stream): buf is then a window of the
+	 * mapping that moves exactly as the read() buffer would, without the copy */
+	char *map;
+	size_t map_size;  /* whole mapping */
+	uint64_t map_len; /* bytes from the starting offset to the end of the file */
+	size_t released;  /* bytes from the mapping's start given back (MADV_DONTNEED) */
 } reader;
 
 static void reader_init(reader *r, int fd, int spill_fd, const char *name)
@@ -589,14 +596,26 @@ static void reader_fatal(reader *r, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (!r->buf2) die(code, "%s", msg);
+	if (!r->defer) die(code, "%s", msg);
 	if (!r->fatal) r->fatal = xstrdup(msg), r->fatal_code = code;
 }
 
 /* Refills: keeps buf[beg..end), reads more. Returns bytes read (0 at EOF). */
 static size_t reader_fill(reader *r)
 {
-	if (r->live) {
+	if (r->map) {
+		r->buf_off += r->beg;
+		r->buf += r->beg;
+		r->end -= r->beg;
+		r->beg = 0;
+		if (r->end == r->cap) r->cap *= 2;
+		uint64_t avail = r->map_len - r->buf_off - r->end;
+		size_t k = r->cap - r->end < avail ? r->cap - r->end : (size_t)avail;
+		if (k == 0) r->eof = 1;
+		r->end += k;
+		return k;
+	}
+	if (r->live && r->buf2) {
 		size_t tail = r->end - r->beg, need = tail == r->cap ? r->cap * 2 : r->cap;
 		if (r->cap2 < need) {
 			free(r->buf2);
@@ -684,7 +703,7 @@ static size_t reader_batch(reader *r, span *out, size_t max)
 			r->beg = nl ? e + 1 : e;
 		}
 		if (n > 0 || (r->eof && r->beg == r->end)) {
-			if (n > 0 && r->buf2) r->live = 1;
+			if (n > 0 && r->defer) r->live = 1;
 			return n;
 		}
 		reader_fill(r);
@@ -863,7 +882,7 @@ typedef struct sbatch {
 
 /* Records, decides and writes one keyed batch. Returns 0, or 1 + the index of an
  * invalid line that stops the run (nothing of the batch is written then). */
-static size_t stream_finish(sbatch *b, uint32_t src, progress *pg, pass1_out *po)
+static size_t stream_finish(reader *r, sbatch *b, uint32_t src, progress *pg, pass1_out *po)
 {
 	uint64_t bytes = 0;
 	size_t base = nrec;
@@ -890,15 +909,40 @@ static size_t stream_finish(sbatch *b, uint32_t src, progress *pg, pass1_out *po
 	for (size_t i = base; i < nrec; i++) exact_check(i);
 	emit_batch(b->buf_end, b->sp, b->n, &k, nrec, stream_out, stream_rm);
 	if (pg) progress_add(pg, b->n, bytes);
+	if (r->map && b->n) {
+		/* the pages before this batch's end are not needed again: keep the RSS small */
+		size_t done = (size_t)(b->sp[b->n - 1].p + b->sp[b->n - 1].len - r->map);
+		size_t pg_sz = 1 << 16, upto = done / pg_sz * pg_sz;
+		if (upto > r->released + (4u << 20)) {
+			madvise(r->map + r->released, upto - r->released, MADV_DONTNEED);
+			r->released = upto;
+		}
+	}
 	return 0;
 }
 
 static void pass1_stream(reader *r, uint32_t src, progress *pg, pass1_out *po)
 {
 	struct stat st;
-	r->pipe = fstat(r->fd, &st) == 0 && !S_ISREG(st.st_mode);
-	r->cap2 = r->cap;
-	r->buf2 = xrealloc(NULL, r->cap2);
+	int reg = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode);
+	r->pipe = !reg;
+	r->defer = 1;
+	off_t pos = reg ? lseek(r->fd, 0, SEEK_CUR) : -1;
+	if (reg && pos >= 0 && st.st_size > pos && (uint64_t)st.st_size <= SIZE_MAX) {
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, r->fd, 0);
+		if (m != MAP_FAILED) {
+			madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+			r->map = m;
+			r->map_size = (size_t)st.st_size;
+			r->map_len = (uint64_t)(st.st_size - pos);
+			free(r->buf);
+			r->buf = r->map + pos;
+		}
+	}
+	if (!r->map) {
+		r->cap2 = r->cap;
+		r->buf2 = xrealloc(NULL, r->cap2);
+	}
 	sbatch b[3];
 	for (int q = 0; q < 3; q++) {
 		b[q].sp = xrealloc(NULL, sizeof(span) * BATCH);
@@ -918,7 +962,7 @@ static void pass1_stream(reader *r, uint32_t src, progress *pg, pass1_out *po)
 		{
 #pragma omp single nowait
 			{
-				if (prev >= 0) stop = stream_finish(&b[prev], src, pg, po);
+				if (prev >= 0) stop = stream_finish(r, &b[prev], src, pg, po);
 				if (!stop) {
 					b[nxt].n = reader_batch(r, b[nxt].sp, BATCH);
 					b[nxt].buf_end = r->buf + r->end;
@@ -933,7 +977,7 @@ static void pass1_stream(reader *r, uint32_t src, progress *pg, pass1_out *po)
 		prev = cur;
 		cur = nxt;
 	}
-	if (!stop && prev >= 0) stop = stream_finish(&b[prev], src, pg, po);
+	if (!stop && prev >= 0) stop = stream_finish(r, &b[prev], src, pg, po);
 	if (stop) {
 		const span *sp = &b[prev].sp[stop - 1];
 		worker *w = SERIAL_W;
@@ -948,6 +992,11 @@ static void pass1_stream(reader *r, uint32_t src, progress *pg, pass1_out *po)
 	}
 	free(r->buf2);
 	r->buf2 = NULL;
+	if (r->map) {
+		munmap(r->map, r->map_size);
+		r->map = NULL;
+		r->buf = NULL; /* the caller frees buf */
+	}
 }
 
 /* ------------------------------------------------------------------ decisions */
