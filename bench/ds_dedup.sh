@@ -2,6 +2,7 @@
 # ds-dedup vs datasketch (MinHash + MinHashLSH), same parameters; one run, prints ratios.
 #
 #   bench/ds_dedup.sh [SIZE_MB=520] [SUBSET_MB=20]
+#   EXACT_ONLY=1 bench/ds_dedup.sh    # only the ds-dedup --exact run on the full corpus
 #
 # Corpus: records of 8-40 random lines of the GNU Collaborative International Dictionary
 # of English (Debian dict-gcide, ~40 MB of text) with 3% of words swapped, plus planted
@@ -86,6 +87,14 @@ run() { # label cmd... ; prints "wall_s cpu_s rss_kb"
 }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'; }
 
+if [ "${EXACT_ONLY:-0}" = 1 ]; then
+	read -r ex_s ex_c ex_rss < <(run exact_full "$BIN" --exact -j 2 "$W/corpus.jsonl")
+	echo "corpus: $(mbps "$full" 1) MB, $(wc -l < "$W/corpus.jsonl") records; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+	printf "%-32s %6.2fs %8s MB/s %6.2f CPU-s %8s MB/CPU-s  %s KB\n" "ds-dedup --exact (full)" "$ex_s" \
+		"$(mbps "$full" "$ex_s")" "$ex_c" "$(mbps "$full" "$ex_c")" "$ex_rss"
+	grep -h 'ds-dedup: read' "$W/exact_full.time" || true
+	exit 0
+fi
 read -r ds_s ds_c ds_rss < <(run datasketch python3 "$W/ds.py" "$W/subset.jsonl")
 read -r ms_s ms_c ms_rss < <(run mh_sub "$BIN" --minhash -j 2 "$W/subset.jsonl")
 read -r mf_s mf_c mf_rss < <(run mh_full "$BIN" --minhash -j 2 "$W/corpus.jsonl")

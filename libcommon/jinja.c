@@ -23,6 +23,7 @@
 #include <utf8proc.h>
 
 #include "jsonl.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------------ arena */
 
@@ -181,30 +182,6 @@ static size_t utf8_dec(const char *s, size_t n, size_t i, uint32_t *cp)
 		v = (v << 6) | (u[i + k] & 0x3f);
 	*cp = v;
 	return (size_t)len;
-}
-
-static int utf8_enc(uint32_t cp, char *o)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
 }
 
 /* Python str.isspace() */
@@ -427,7 +404,7 @@ static int unescape_str(compiler *c, const char *s, size_t n, char **out, size_t
 					d++;
 				}
 				i--;
-				k += (size_t)utf8_enc(cp, o + k);
+				k += utf8_encode(cp, o + k);
 			} else {
 				o[k++] = '\\';
 				o[k++] = e;
@@ -443,7 +420,7 @@ static int unescape_str(compiler *c, const char *s, size_t n, char **out, size_t
 			}
 			if (cp > 0x10ffff)
 				return cfail(c, line, col, "illegal unicode escape in string literal");
-			k += (size_t)utf8_enc(cp, o + k);
+			k += utf8_encode(cp, o + k);
 		}
 	}
 	o[k] = 0;
@@ -3181,7 +3158,7 @@ static jv map_case(R *r, const jv *s, int mode) /* 0 lower, 1 upper, 2 capitaliz
 		if (k == 1 && cp >= 0x80)
 			p[o++] = s->s[i]; /* invalid byte: keep */
 		else
-			o += (size_t)utf8_enc(m, p + o);
+			o += utf8_encode(m, p + o);
 		i += k;
 	}
 	p[o] = 0;
@@ -3560,7 +3537,7 @@ static void format_number(R *r, sbuf *b, const jv *v, fspec *f, const node *at)
 			rfail(r, at, "unknown format code '%c' for object of type 'float'", type);
 		long long x = (long long)v->i;
 		if (type == 'c') {
-			int k = utf8_enc((uint32_t)x, tmp);
+			int k = (int)utf8_encode((uint32_t)x, tmp);
 			tmp[k] = 0;
 		} else if (type == 'b') {
 			char bits[70];
@@ -4479,7 +4456,7 @@ static jv apply_filter(R *r, const char *name, size_t nlen, const jv *v, const a
 				at_start = 1;
 			} else {
 				uint32_t m = at_start ? (uint32_t)utf8proc_toupper((utf8proc_int32_t)cp) : (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
-				sb_put(r, b, o, (size_t)utf8_enc(m, o));
+				sb_put(r, b, o, utf8_encode(m, o));
 				at_start = 0;
 			}
 			i += k;

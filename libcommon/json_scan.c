@@ -1,5 +1,6 @@
 /* json_scan.c - the JSON lexer shared by jsonl.c and ds-dedup's jdom (see json_scan.h). */
 #include "json_scan.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -207,26 +208,7 @@ int json_scan_unescape(const unsigned char *s, const unsigned char *esc, const u
 				*has_nul = 1;
 			}
 			/* \uXXXX is 6 bytes of input and at most 3 of output (4 for 12) */
-			unsigned char *o = (unsigned char *)dst + n;
-			if (cp < 0x80) {
-				o[0] = (unsigned char)cp;
-				n += 1;
-			} else if (cp < 0x800) {
-				o[0] = (unsigned char)(0xC0 | (cp >> 6));
-				o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-				n += 2;
-			} else if (cp < 0x10000) {
-				o[0] = (unsigned char)(0xE0 | (cp >> 12));
-				o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-				o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-				n += 3;
-			} else {
-				o[0] = (unsigned char)(0xF0 | (cp >> 18));
-				o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-				o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-				o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-				n += 4;
-			}
+			n += utf8_encode(cp, (char *)dst + n);
 			break;
 		}
 		default:

@@ -9,6 +9,7 @@
  * Per-thread state (scratch buffers, PCRE2 match data, word cache) hangs off a
  * pthread key, so one tokenizer is safe to share between threads. */
 #include "tokenizer_int.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -68,30 +69,6 @@ static inline uint32_t u8_dec(const unsigned char *s, size_t n, size_t *len)
 static inline size_t u8_len(unsigned char c)
 {
 	return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-}
-
-static inline size_t u8_enc(uint32_t c, char *o)
-{
-	if (c < 0x80) {
-		o[0] = (char)c;
-		return 1;
-	}
-	if (c < 0x800) {
-		o[0] = (char)(0xC0 | (c >> 6));
-		o[1] = (char)(0x80 | (c & 0x3F));
-		return 2;
-	}
-	if (c < 0x10000) {
-		o[0] = (char)(0xE0 | (c >> 12));
-		o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-		o[2] = (char)(0x80 | (c & 0x3F));
-		return 3;
-	}
-	o[0] = (char)(0xF0 | (c >> 18));
-	o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-	o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-	o[3] = (char)(0x80 | (c & 0x3F));
-	return 4;
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 and *bad = length of the maximal
@@ -738,7 +715,7 @@ static void norm_lower(tstate *st, size_t off, size_t n)
 		uint32_t c = u8_dec((const unsigned char *)st->w.s + off + i, n - i, &l);
 		uint32_t lc = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
 		char b[4];
-		size_t bl = u8_enc(lc, b);
+		size_t bl = utf8_encode(lc, b);
 		uint32_t o = st->w.o[off + i], e = st->w.e[off + i + l - 1];
 		if (c == 0x130) { /* İ lowercases to "i̇" in Rust */
 			wb_put(st, "i\xCC\x87", 3, o, e);
@@ -957,7 +934,7 @@ static void cls_init(void)
 		if (c >= 0xD800 && c <= 0xDFFF)
 			continue;
 		char b[4];
-		size_t l = u8_enc(c, b);
+		size_t l = utf8_encode(c, b);
 		int rc = pcre2_match(re, (PCRE2_SPTR)b, l, 0, PCRE2_NO_UTF_CHECK, md, NULL);
 		if (rc > 1) {
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -1278,7 +1255,7 @@ static void bytelevel_map(tstate *st, span p, spanvec *out)
 	for (size_t i = 0; i < p.len; i++) {
 		unsigned char b = (unsigned char)w->s[p.off + i];
 		uint32_t c = byte_to_cp[b];
-		size_t l = u8_enc(c, w->s + w->n);
+		size_t l = utf8_encode(c, w->s + w->n);
 		for (size_t k = 0; k < l; k++) {
 			w->o[w->n + k] = w->o[p.off + i];
 			w->e[w->n + k] = w->e[p.off + i];
@@ -1952,7 +1929,7 @@ static void dec_apply(const dec_op *d, tlist *in, tlist *out)
 	}
 	case DEC_METASPACE: {
 		char rep[4];
-		size_t rl = u8_enc(d->cp, rep);
+		size_t rl = utf8_encode(d->cp, rep);
 		for (size_t i = 0; i < in->n; i++) {
 			const char *s = in->buf.s + in->off[i];
 			size_t n = in->len[i];
@@ -1987,7 +1964,7 @@ static void dec_apply(const dec_op *d, tlist *in, tlist *out)
 	}
 	case DEC_STRIP: {
 		char c[4];
-		size_t cl = u8_enc(d->cp, c);
+		size_t cl = utf8_encode(d->cp, c);
 		for (size_t i = 0; i < in->n; i++) {
 			const char *s = in->buf.s + in->off[i];
 			size_t n = in->len[i], a = 0, b = n;

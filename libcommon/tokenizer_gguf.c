@@ -18,6 +18,7 @@
  * CONTROL tokens become special added tokens, USER_DEFINED ones plain added tokens. */
 #include "tokenizer_int.h"
 #include "gguf.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,23 +51,6 @@ static int next_cp(const char *s, size_t n, size_t *i, uint32_t *cp)
 	*cp = v;
 	*i += l;
 	return 1;
-}
-
-static size_t enc_cp(uint32_t c, char *o)
-{
-	if (c < 0x80) {
-		o[0] = (char)c;
-		return 1;
-	}
-	if (c < 0x800) {
-		o[0] = (char)(0xC0 | (c >> 6));
-		o[1] = (char)(0x80 | (c & 0x3F));
-		return 2;
-	}
-	o[0] = (char)(0xE0 | (c >> 12));
-	o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-	o[2] = (char)(0x80 | (c & 0x3F));
-	return 3;
 }
 
 static uint32_t b2u_map[256];
@@ -312,7 +296,7 @@ static tokenizer *build(const gguf_file *g, sft_error *err)
 			}
 			size_t o = 0;
 			for (uint64_t k = 0; k < s.n; k++)
-				o += enc_cp(b2u((unsigned char)s.s[k]), buf + o);
+				o += utf8_encode(b2u((unsigned char)s.s[k]), buf + o);
 			int rc = tok_set_token(t, id, buf, o);
 			free(buf);
 			if (rc < 0) {
