@@ -1,6 +1,7 @@
 /* hfhub.c - hf:// dataset resolution and cached downloads; see hfhub.h. */
 #include "hfhub.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fnmatch.h>
@@ -603,6 +604,67 @@ static int cmp_size_t_path(const void *a, const void *b, void *ctx)
 	return strcmp(r->files[*(const size_t *)a].path, r->files[*(const size_t *)b].path);
 }
 
+/* Works out the layout of r->files (sorted): README.md front matter `configs:` from the
+ * local file readme (NULL = none), else the conventional layouts. Fills err on failure. */
+static int build_layout(hf_repo *r, const char *readme, int convert, const char *glob, sft_error *err)
+{
+	json_t *configs = NULL;
+	if (readme) {
+		char *txt = NULL;
+		size_t len = 0;
+		FILE *fp = fopen(readme, "rb");
+		int rc = fp ? src_slurp(fp, &txt, &len, err, readme) : -1;
+		if (fp)
+			fclose(fp);
+		if (rc == 0) {
+			char *nt = realloc(txt, len + 1);
+			if (nt) {
+				txt = nt;
+				txt[len] = '\0';
+				sft_error e2 = {0};
+				json_t *fm = front_matter(txt, len, r->local_dir ? readme : "README.md", &e2);
+				if (!fm && e2.code) {
+					*err = e2;
+					free(txt);
+					return -1;
+				}
+				json_t *cf = json_object_get(fm, "configs");
+				if (json_is_array(cf) && json_array_size(cf) > 0)
+					configs = json_incref(cf);
+				json_decref(fm);
+			}
+		}
+		sft_error_clear(err);
+		free(txt);
+	}
+	r->has_configs = configs != NULL;
+	int rc;
+	if (configs)
+		rc = layout_from_configs(r, configs, glob);
+	else if (convert)
+		rc = layout_convert_branch(r, glob);
+	else
+		rc = layout_subset_dirs(r, glob);
+	json_decref(configs);
+	if (rc < 0)
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	/* subsets in order of appearance; within one: train, validation, test, then by name */
+	for (size_t i = 0; i < r->nsplits; i++) {
+		r->splits[i].subset_rank = i;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(r->splits[j].subset, r->splits[i].subset)) {
+				r->splits[i].subset_rank = r->splits[j].subset_rank;
+				break;
+			}
+	}
+	if (r->nsplits)
+		qsort(r->splits, r->nsplits, sizeof *r->splits, cmp_split);
+	for (size_t i = 0; i < r->nsplits; i++)
+		if (r->splits[i].nfiles)
+			qsort_r(r->splits[i].files, r->splits[i].nfiles, sizeof(size_t), cmp_size_t_path, r);
+	return 0;
+}
+
 hf_repo *hf_repo_open(const http_opts *o, const char *repo, const char *revision, const char *glob,
 		      sft_error *err)
 {
@@ -636,73 +698,108 @@ hf_repo *hf_repo_open(const http_opts *o, const char *repo, const char *revision
 	if (r->nfiles)
 		qsort(r->files, r->nfiles, sizeof *r->files, cmp_file);
 
+	r->label = str_printf("hf://datasets/%s", r->repo);
 	/* README.md front matter */
-	json_t *configs = NULL;
+	char *local = NULL;
 	for (size_t i = 0; i < r->nfiles; i++) {
 		if (strcmp(r->files[i].path, "README.md") != 0)
 			continue;
-		char *local = NULL;
 		if (hf_fetch(r, o, i, &local, err) < 0) {
 			hf_repo_close(r);
 			return NULL;
 		}
-		char *txt = NULL;
-		size_t len = 0;
-		FILE *fp = fopen(local, "rb");
-		int rc = fp ? src_slurp(fp, &txt, &len, err, local) : -1;
-		if (fp)
-			fclose(fp);
-		if (rc == 0) {
-			char *nt = realloc(txt, len + 1);
-			if (nt) {
-				txt = nt;
-				txt[len] = '\0';
-				sft_error e2 = {0};
-				json_t *fm = front_matter(txt, len, "README.md", &e2);
-				if (!fm && e2.code) {
-					*err = e2;
-					free(txt);
-					free(local);
-					hf_repo_close(r);
-					return NULL;
-				}
-				json_t *cf = json_object_get(fm, "configs");
-				if (json_is_array(cf) && json_array_size(cf) > 0)
-					configs = json_incref(cf);
-				json_decref(fm);
-			}
-		}
-		free(txt);
-		free(local);
 		break;
 	}
-	int rc;
-	if (configs)
-		rc = layout_from_configs(r, configs, glob);
-	else if (!strcmp(r->revision, "refs/convert/parquet"))
-		rc = layout_convert_branch(r, glob);
-	else
-		rc = layout_subset_dirs(r, glob);
-	json_decref(configs);
+	int rc = build_layout(r, local, !strcmp(r->revision, "refs/convert/parquet"), glob, err);
+	free(local);
 	if (rc < 0) {
-		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
 		hf_repo_close(r);
 		return NULL;
 	}
-	/* subsets in order of appearance; within one: train, validation, test, then by name */
-	for (size_t i = 0; i < r->nsplits; i++) {
-		r->splits[i].subset_rank = i;
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(r->splits[j].subset, r->splits[i].subset)) {
-				r->splits[i].subset_rank = r->splits[j].subset_rank;
-				break;
-			}
+	return r;
+}
+
+/* ---- local directories ---- */
+
+static int local_walk(hf_repo *r, const char *rel, int depth, sft_error *err)
+{
+	char *full = *rel ? str_printf("%s/%s", r->local_dir, rel) : strdup(r->local_dir);
+	if (!full)
+		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	if (depth > 64) {
+		int e = sft_error_set(err, SFT_EXIT_RUNTIME, "%s: directories nested too deeply (a link loop?)", full);
+		free(full);
+		return e;
 	}
-	if (r->nsplits)
-		qsort(r->splits, r->nsplits, sizeof *r->splits, cmp_split);
-	for (size_t i = 0; i < r->nsplits; i++)
-		if (r->splits[i].nfiles)
-			qsort_r(r->splits[i].files, r->splits[i].nfiles, sizeof(size_t), cmp_size_t_path, r);
+	DIR *d = opendir(full);
+	if (!d) {
+		int e = sft_error_set(err, SFT_EXIT_RUNTIME, "%s: %s", full, strerror(errno));
+		free(full);
+		return e;
+	}
+	free(full);
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue; /* ., .., hidden files (.git, .cache) */
+		char *sub = *rel ? str_printf("%s/%s", rel, de->d_name) : strdup(de->d_name);
+		char *subfull = sub ? str_printf("%s/%s", r->local_dir, sub) : NULL;
+		struct stat st;
+		if (!sub || !subfull) {
+			rc = sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		} else if (stat(subfull, &st) != 0) {
+			/* a dangling link: not a file */
+		} else if (S_ISDIR(st.st_mode)) {
+			rc = local_walk(r, sub, depth + 1, err);
+		} else if (S_ISREG(st.st_mode)) {
+			hf_file *nf = realloc(r->files, (r->nfiles + 1) * sizeof *nf);
+			if (!nf) {
+				rc = sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+			} else {
+				r->files = nf;
+				r->files[r->nfiles++] = (hf_file){sub, (int64_t)st.st_size, NULL};
+				sub = NULL;
+			}
+		}
+		free(sub);
+		free(subfull);
+	}
+	closedir(d);
+	return rc;
+}
+
+hf_repo *hf_repo_open_local(const char *dir, const char *glob, sft_error *err)
+{
+	hf_repo *r = calloc(1, sizeof *r);
+	if (!r) {
+		sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		return NULL;
+	}
+	r->local_dir = strdup(dir);
+	size_t dl = strlen(r->local_dir);
+	while (dl > 1 && r->local_dir[dl - 1] == '/')
+		r->local_dir[--dl] = '\0';
+	r->label = strdup(r->local_dir);
+	r->repo = strdup(r->local_dir);
+	if (local_walk(r, "", 0, err) < 0) {
+		hf_repo_close(r);
+		return NULL;
+	}
+	if (r->nfiles)
+		qsort(r->files, r->nfiles, sizeof *r->files, cmp_file);
+	char *readme = NULL;
+	for (size_t i = 0; i < r->nfiles; i++)
+		if (!strcmp(r->files[i].path, "README.md")) {
+			readme = str_printf("%s/README.md", r->local_dir);
+			break;
+		}
+	int rc = build_layout(r, readme, 0, glob, err);
+	free(readme);
+	if (rc < 0) {
+		hf_repo_close(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -726,6 +823,8 @@ void hf_repo_close(hf_repo *r)
 	free(r->repo);
 	free(r->revision);
 	free(r->cache_dir);
+	free(r->local_dir);
+	free(r->label);
 	free(r);
 }
 
@@ -752,15 +851,18 @@ int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_
 {
 	char names[700] = "";
 	if (r->nsplits == 0)
-		return sft_error_set(err, SFT_EXIT_DATA, "hf://datasets/%s@%s: no data files found (%zu files listed)",
-				     r->repo, r->revision, r->nfiles);
+		return r->local_dir ? sft_error_set(err, SFT_EXIT_DATA, "%s: no data files found (%zu files listed)",
+						    r->label, r->nfiles)
+				    : sft_error_set(err, SFT_EXIT_DATA,
+						    "hf://datasets/%s@%s: no data files found (%zu files listed)", r->repo,
+						    r->revision, r->nfiles);
 	if (!subset) {
 		list_names(r, NULL, names, sizeof names);
 		if (strchr(names, ','))
 			subset = r->default_subset;
 		if (!subset && strchr(names, ','))
 			return sft_error_set(err, SFT_EXIT_USAGE,
-					     "hf://datasets/%s has several subsets; choose one with --subset: %s", r->repo,
+					     "%s has several subsets; choose one with --subset: %s", r->label,
 					     names);
 		if (!subset)
 			subset = r->splits[0].subset;
@@ -772,7 +874,7 @@ int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_
 	if (!found) {
 		names[0] = '\0';
 		list_names(r, NULL, names, sizeof names);
-		return sft_error_set(err, SFT_EXIT_USAGE, "hf://datasets/%s: unknown subset '%s'; available: %s", r->repo,
+		return sft_error_set(err, SFT_EXIT_USAGE, "%s: unknown subset '%s'; available: %s", r->label,
 				     subset, names);
 	}
 	names[0] = '\0';
@@ -780,8 +882,8 @@ int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_
 	if (!split) {
 		if (strchr(names, ','))
 			return sft_error_set(err, SFT_EXIT_USAGE,
-					     "hf://datasets/%s (subset %s) has several splits; choose one with --split: %s",
-					     r->repo, subset, names);
+					     "%s (subset %s) has several splits; choose one with --split: %s",
+					     r->label, subset, names);
 		split = names;
 	}
 	for (size_t i = 0; i < r->nsplits; i++)
@@ -789,8 +891,8 @@ int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_
 			*out = &r->splits[i];
 			return 0;
 		}
-	return sft_error_set(err, SFT_EXIT_USAGE, "hf://datasets/%s: unknown split '%s' in subset %s; available: %s",
-			     r->repo, split, subset, names);
+	return sft_error_set(err, SFT_EXIT_USAGE, "%s: unknown split '%s' in subset %s; available: %s",
+			     r->label, split, subset, names);
 }
 
 /* A ".." path component would escape the cache directory. */
@@ -809,6 +911,12 @@ static int has_dotdot(const char *p)
 int hf_fetch(hf_repo *r, const http_opts *o, size_t i, char **local_path, sft_error *err)
 {
 	const hf_file *f = &r->files[i];
+	if (r->local_dir) {
+		if (has_dotdot(f->path))
+			return sft_error_set(err, SFT_EXIT_DATA, "%s: refusing path '%s'", r->label, f->path);
+		*local_path = str_printf("%s/%s", r->local_dir, f->path);
+		return *local_path ? 0 : sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+	}
 	char *dir = repo_cache(r);
 	char *dest = str_printf("%s/files/%s", dir, f->path);
 	free(dir);

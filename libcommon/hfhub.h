@@ -15,7 +15,9 @@
  * (for LFS files) the SHA-256 from the listing. If the API cannot be reached, a cached
  * listing is used (so a second run works offline).
  *
- * Ownership: hf_repo_open returns a repo owned by the caller (hf_repo_close, NULL safe);
+ * hf_repo_open_local applies the same layout rules to a local directory.
+ *
+ * Ownership: hf_repo_open (and hf_repo_open_local) returns a repo owned by the caller (hf_repo_close, NULL safe);
  * everything reachable from it (layout, file paths) belongs to it. Strings returned in
  * *local_path by hf_fetch are malloc'ed for the caller. */
 #ifndef SFT_HFHUB_H
@@ -51,6 +53,9 @@ typedef struct hf_repo {
 	size_t nsplits;
 	char *default_subset; /* from `default: true`, or NULL */
 	int offline;      /* the listing came from the cache */
+	int has_configs;  /* README.md front matter had a non-empty `configs:` */
+	char *local_dir;  /* hf_repo_open_local: the directory (else NULL) */
+	char *label;      /* for messages: "hf://datasets/ORG/NAME" or the directory */
 } hf_repo;
 
 /* Parses "hf://datasets/ORG/NAME[@REV][/PATH-GLOB]" into malloc'ed parts (rev and glob
@@ -63,13 +68,19 @@ char *hf_cache_dir(void);
 /* Lists the repo and works out the layout. glob (may be NULL) restricts data files. */
 hf_repo *hf_repo_open(const http_opts *o, const char *repo, const char *revision, const char *glob,
 		      sft_error *err);
+/* The same layout for a local directory laid out like a Hub repo (a clone, a download):
+ * files listed recursively (hidden entries skipped; paths relative, in byte order; sizes
+ * from stat), README.md read from the directory. No network, no cache; revision is NULL
+ * and hf_fetch hands back DIR/PATH itself. */
+hf_repo *hf_repo_open_local(const char *dir, const char *glob, sft_error *err);
 void hf_repo_close(hf_repo *r);
 
 /* Picks the files of subset/split (either may be NULL: the only one, or the default
  * subset; otherwise a usage error listing the choices). */
 int hf_select(const hf_repo *r, const char *subset, const char *split, const hf_split **out, sft_error *err);
 
-/* Makes repo file `i` available locally (cache hit or download); *local_path malloc'ed. */
+/* Makes repo file `i` available locally (cache hit or download; for a local repo the
+ * file's own path); *local_path malloc'ed. */
 int hf_fetch(hf_repo *r, const http_opts *o, size_t i, char **local_path, sft_error *err);
 
 #endif

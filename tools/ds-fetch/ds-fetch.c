@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -46,8 +47,10 @@ static const cli_option options[] = {
 	 OPT_FORMAT},
 	{"glob", 0, CLI_REQ_ARG, "GLOB", "members of archives/directories (and hf:// files) to read, e.g. '*.jsonl'",
 	 OPT_GLOB},
-	{"split", 0, CLI_REQ_ARG, "NAME", "split of an hf:// dataset or of a JSON {split: [...]} file", OPT_SPLIT},
-	{"subset", 0, CLI_REQ_ARG, "NAME", "subset (config) of an hf:// dataset, e.g. fr_de", OPT_SUBSET},
+	{"split", 0, CLI_REQ_ARG, "NAME", "split of an hf:// dataset, of a directory laid out like one,\nor of a JSON {split: [...]} file",
+	 OPT_SPLIT},
+	{"subset", 0, CLI_REQ_ARG, "NAME", "subset (config) of an hf:// dataset or such a directory, e.g. fr_de",
+	 OPT_SUBSET},
 	{"revision", 0, CLI_REQ_ARG, "REV", "hf:// branch, tag or commit (default main; refs/convert/parquet)",
 	 OPT_REVISION},
 	{"columns", 0, CLI_REQ_ARG, "LIST", "keep these fields, in this order; a:b keeps a renamed to b", OPT_COLUMNS},
@@ -62,7 +65,7 @@ static const cli_option options[] = {
 	 OPT_ON_ERROR},
 	{"stats-json", 0, CLI_REQ_ARG, "FILE", "write a JSON summary (records, sources, skipped, ...) to FILE",
 	 OPT_STATS},
-	{"list", 0, CLI_NO_ARG, NULL, "for hf:// sources: print subset, split, file and size; fetch nothing",
+	{"list", 0, CLI_NO_ARG, NULL, "for hf:// sources and directories: print subset, split, file and size;\nread nothing",
 	 OPT_LIST},
 	{"retries", 0, CLI_REQ_ARG, "N", "HTTP attempts per request (default 5)", OPT_RETRIES},
 	{"cache-dir", 0, CLI_REQ_ARG, "DIR", "download cache (default $SFT_CACHE or ~/.cache/sftkit/hub)", OPT_CACHE},
@@ -74,13 +77,15 @@ static const cli_spec spec = {
 	.usage = "[options] [SOURCE...]",
 	.summary = "Reads dataset records and writes them to stdout as JSONL, one object per line.\n"
 		   "SOURCE: a .jsonl, .json, .csv, .tsv or .parquet file (optionally .gz/.zst/.xz/.bz2),\n"
-		   "a .tar.*/.zip archive or a directory (members chosen by --glob), '-' for stdin,\n"
+		   "a .tar.*/.zip archive or a directory (members chosen by --glob; with --split,\n"
+		   "--subset or --list, subsets and splits as for hf://), '-' for stdin,\n"
 		   "an http(s):// URL, or hf://datasets/ORG/NAME (HF_TOKEN, HF_ENDPOINT honoured).\n"
 		   "Several sources are read in order; none means stdin.",
 	.opts = options,
 	.examples = "  ds-fetch train.jsonl.gz --columns sql_prompt:prompt,sql:completion\n"
 		    "  ds-fetch hf://datasets/ORG/NAME --subset fr_de --split train -o train.jsonl\n"
 		    "  ds-fetch hf://datasets/ORG/NAME --list\n"
+		    "  ds-fetch ./cloned-dataset --subset fr_de --split validation\n"
 		    "  ds-fetch data.tar.zst --glob 'data/*.csv' --sample 1000 --seed 7\n"
 		    "  ds-fetch all.jsonl --split-ratios train=0.9,test=0.1 --take test > test.jsonl\n",
 	.footer = "  3: malformed record (file:line:column), bad CSV quoting, corrupt archive or Parquet,\n"
@@ -669,7 +674,8 @@ static int read_member(app *a, src_member *m, const char *name, sft_error *err)
 	}
 	a->files++;
 	if (a->split && f != SRC_FMT_JSON && !a->in_hf && !a->warned_split) {
-		log_warn("--split %s ignored for %s: it applies to hf:// sources and JSON {split: [...]} files",
+		log_warn("--split %s ignored for %s: it applies to hf:// sources, directories and JSON {split: [...]} "
+			 "files",
 			 a->split, name);
 		a->warned_split = 1;
 	}
@@ -711,6 +717,79 @@ static int read_local(app *a, const char *path, const char *display, sft_error *
 	return rc < 0 ? -1 : 0;
 }
 
+static void list_layout(app *a, const hf_repo *r)
+{
+	for (size_t i = 0; i < r->nsplits; i++)
+		for (size_t j = 0; j < r->splits[i].nfiles; j++) {
+			const hf_file *f = &r->files[r->splits[i].files[j]];
+			fprintf(a->out, "%s\t%s\t%s\t%lld\n", r->splits[i].subset, r->splits[i].split, f->path,
+				(long long)f->size);
+		}
+}
+
+/* A local directory laid out like a Hub dataset repo: the files of the chosen subset and
+ * split, in path order (see hf_repo_open_local). */
+static int read_dir_layout(app *a, hf_repo *r, sft_error *err)
+{
+	if (a->list) {
+		list_layout(a, r);
+		return 0;
+	}
+	const hf_split *sp;
+	if (hf_select(r, a->subset, a->split, &sp, err) < 0)
+		return -1;
+	log_verbose("%s: subset %s, split %s: %zu files", r->label, sp->subset, sp->split, sp->nfiles);
+	if (sp->nfiles == 0)
+		return sft_error_set(err, SFT_EXIT_DATA, "%s: split %s of subset %s has no data files", r->label,
+				     sp->split, sp->subset);
+	int rc = 0;
+	for (size_t j = 0; j < sp->nfiles && !a->done && rc == 0; j++) {
+		char *local = NULL;
+		if (hf_fetch(r, &a->http, sp->files[j], &local, err) < 0)
+			return -1;
+		a->in_hf = 1;
+		rc = read_local(a, local, local, err);
+		a->in_hf = 0;
+		free(local);
+	}
+	return rc;
+}
+
+/* A local SOURCE. A directory goes through the Hub layout when --split, --subset or
+ * --list is given or its README.md declares `configs:`; otherwise (and for files) every
+ * member matching --glob is read, as src_open lists them. */
+static int read_path(app *a, const char *path, sft_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (a->list) {
+			log_warn("%s: --list applies to hf:// sources and directories only", path);
+			return 0;
+		}
+		return read_local(a, path, NULL, err);
+	}
+	int want = a->split || a->subset || a->list;
+	if (!want) {
+		char *readme = NULL;
+		if (asprintf(&readme, "%s/README.md", path) < 0)
+			return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory");
+		want = access(readme, R_OK) == 0;
+		free(readme);
+	}
+	if (!want)
+		return read_local(a, path, NULL, err);
+	hf_repo *r = hf_repo_open_local(path, a->glob, err);
+	if (!r)
+		return -1;
+	int rc;
+	if (!a->split && !a->subset && !a->list && !r->has_configs)
+		rc = read_local(a, path, NULL, err); /* a README.md without configs: as before */
+	else
+		rc = read_dir_layout(a, r, err);
+	hf_repo_close(r);
+	return rc;
+}
+
 static int read_hf(app *a, const char *url, sft_error *err)
 {
 	char *repo = NULL, *rev = NULL, *glob = NULL;
@@ -727,12 +806,7 @@ static int read_hf(app *a, const char *url, sft_error *err)
 		log_warn("%s unreachable: using the cached file list of hf://datasets/%s@%s", r->endpoint, r->repo,
 			 r->revision);
 	if (a->list) {
-		for (size_t i = 0; i < r->nsplits; i++)
-			for (size_t j = 0; j < r->splits[i].nfiles; j++) {
-				const hf_file *f = &r->files[r->splits[i].files[j]];
-				fprintf(a->out, "%s\t%s\t%s\t%lld\n", r->splits[i].subset, r->splits[i].split, f->path,
-					(long long)f->size);
-			}
+		list_layout(a, r);
 		goto out;
 	}
 	const hf_split *sp;
@@ -884,10 +958,8 @@ int main(int argc, char **argv)
 			rc = read_hf(&a, s, &err);
 		else if (!strncmp(s, "http://", 7) || !strncmp(s, "https://", 8))
 			rc = read_url(&a, s, &err);
-		else if (a.list)
-			log_warn("%s: --list applies to hf:// sources only", s);
 		else
-			rc = read_local(&a, s, NULL, &err);
+			rc = read_path(&a, s, &err);
 	}
 	if (rc == 0)
 		rc = flush_sample(&a, &err);
