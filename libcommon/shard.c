@@ -871,6 +871,7 @@ struct shard_reader {
 	const uint8_t *map;
 	size_t map_size, dropped;
 	uint64_t hashed;  /* mmap: bytes [0, hashed) are in the running checksum */
+	uint64_t pin;     /* mmap: bytes from pin on are not dropped (shard_reader_pin) */
 	int done;
 	int failed;
 };
@@ -964,13 +965,16 @@ static const uint8_t *r_take(shard_reader *r, size_t n, size_t *got)
 }
 
 /* Gives consumed pages of the mapping back every 32 MiB read, so reading a large file
- * keeps few of its pages resident (records handed out earlier are no longer valid). */
+ * keeps few of its pages resident; never past the pin (shard_reader_pin). A page given back
+ * is read again from the file if touched (the mapping is a read-only MAP_SHARED one). */
 static void r_drop_consumed(shard_reader *r)
 {
 	const size_t step = (size_t)32 << 20;
 	if (!r->map || r->off - r->dropped < 2 * step)
 		return;
 	uint64_t keep = r->off < r->hashed ? r->off : r->hashed;
+	if (r->pin < keep)
+		keep = r->pin;
 	if (keep < step)
 		return;
 	size_t upto = ((size_t)keep - step) & ~(step - 1);
@@ -1064,9 +1068,22 @@ shard_reader *shard_reader_open(const char *path, sft_error *err)
 			r->map = m;
 			r->map_size = (size_t)st.st_size;
 			r->hashed = r->off;
+			r->pin = UINT64_MAX;
 		}
 	}
 	return r;
+}
+
+int shard_reader_pin(shard_reader *r, const void *at)
+{
+	if (!r->map)
+		return 0;
+	const uint8_t *a = at;
+	if (!a)
+		r->pin = r->off;
+	else if (a >= r->map && a <= r->map + r->map_size)
+		r->pin = (uint64_t)(a - r->map);
+	return 1;
 }
 
 const shard_header *shard_reader_header(const shard_reader *r) { return &r->h; }

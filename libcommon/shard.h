@@ -144,6 +144,13 @@ int shard_read_view(shard_reader *r, shard_view *v, sft_error *err);
 /* Byte offset of the next unread byte (for messages); JSONL: line number. */
 uint64_t shard_reader_offset(const shard_reader *r);
 int shard_reader_is_jsonl(const shard_reader *r);
+/* Zero copy for mapped inputs (a regular binary file opened by path): returns 1 when the
+ * reader's views point into a read-only mapping of the file that stays valid until
+ * shard_reader_close (callers may keep them instead of copying), 0 otherwise (views are
+ * valid until the next read only). On 1, `at` (a pointer into the mapping, e.g. a view's
+ * tokens; NULL = the current read position) also pins the mapping: pages from `at` on are
+ * no longer given back as reading goes on (they stay resident until the pin moves). */
+int shard_reader_pin(shard_reader *r, const void *at);
 void shard_reader_close(shard_reader *r);
 
 /* Fails (SFT_EXIT_DATA) when two inputs can't be mixed: different fingerprints,

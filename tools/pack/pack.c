@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ enum {
 	OPT_VERIFY,
 	OPT_UNPACK,
 	OPT_EMIT,
+	OPT_THREADS = 'j', /* the short option's character is its id */
 };
 
 typedef struct opts {
@@ -58,6 +60,7 @@ typedef struct opts {
 	long long row;      /* --row, -1 = all */
 	const char *tokenizer;
 	const char *emit;
+	long long threads; /* -j: 1 = windows packed in the reading thread */
 } opts;
 
 static const cli_option OPTIONS[] = {
@@ -79,6 +82,9 @@ static const cli_option OPTIONS[] = {
 	{"max-docs-per-row", 0, CLI_REQ_ARG, "N", "at most N documents in a row (bfd, bfd-split; default unlimited)",
 	 OPT_MAX_DOCS},
 	{"vocab-size", 0, CLI_REQ_ARG, "N", "vocab size for JSONL inputs (binary inputs carry their own)", OPT_VOCAB},
+	{"threads", 'j', CLI_REQ_ARG, "N",
+	 "threads (default: the number of cores): with N >= 2, a window is\npacked and written while the next one is read (output identical)",
+	 OPT_THREADS},
 	{"force", 'f', CLI_NO_ARG, NULL, "replace an existing --out directory", OPT_FORCE},
 	{"inspect", 0, CLI_REQ_ARG, "DIR", "show rows of DIR (or one shard FILE): document boundaries,\n[trained spans], pads", OPT_INSPECT},
 	{"row", 0, CLI_REQ_ARG, "K", "--inspect: only row K (global row number)", OPT_ROW},
@@ -121,6 +127,7 @@ static int on_opt(void *ctx, int id, const char *arg, const char *source, sft_er
 	case OPT_PAD_ID: return cli_parse_long("pad-id", arg, 0, UINT32_MAX, &o->pad_id, err);
 	case OPT_MAX_DOCS: return cli_parse_long("max-docs-per-row", arg, 0, UINT32_MAX, &o->max_docs, err);
 	case OPT_VOCAB: return cli_parse_long("vocab-size", arg, 1, UINT32_MAX, &o->vocab, err);
+	case OPT_THREADS: return cli_parse_long("threads", arg, 1, 1024, &o->threads, err);
 	case OPT_ROW: return cli_parse_long("row", arg, 0, INT64_MAX, &o->row, err);
 	case OPT_SEED:
 		o->has_seed = 1;
@@ -194,11 +201,15 @@ static void shuffle_u32(uint32_t *a, size_t n, uint64_t *s)
 
 /* ================= packing ================= */
 
-/* A document (or piece) held in the current window. Tokens live in the window store. */
+/* A document (or piece) held in the current window. Its tokens live in the window store
+ * (xt NULL), or, zero copy, in a mapped input (xt: the record's first token there, xb its
+ * mask bits, bit xbit = that token's). */
 typedef struct doc {
 	uint64_t doc_id;
-	uint64_t start; /* index into the store */
+	uint64_t start; /* index into the store, or of the first token after xt */
 	uint32_t offset, len;
+	const uint8_t *xt, *xb;
+	uint64_t xbit;
 } doc;
 
 typedef struct file_info {
@@ -229,6 +240,18 @@ typedef struct packer {
 	file_info *files;
 	size_t n_files;
 	progress prog;
+	/* zero copy: the reader being read, the record being added, the first record of the
+	 * window being filled (pins of the reader's mapping) */
+	shard_reader *cur_rd;
+	const void *cur_rec, *win_at;
+	/* -j >= 2: the previous window, packed and written by a second thread (job) while this
+	 * one fills; its docs array is swapped with `spare` */
+	struct packer *job;
+	pthread_t job_th;
+	int job_rc;
+	sft_error job_err;
+	doc *spare;
+	size_t cap_spare;
 } packer;
 
 /* Files committed inside the temporary directory, so a signal can remove them (unlink and
@@ -265,6 +288,7 @@ typedef struct doc_src {
 	const uint8_t *raw; /* raw: tokens in the output width */
 	const uint8_t *mbits;
 	size_t bit0; /* raw: bit of the first token in mbits */
+	int keep;    /* raw from a mapping valid until the end: referenced, not copied */
 } doc_src;
 
 /* The source k tokens further on. */
@@ -282,6 +306,15 @@ static doc_src src_skip(doc_src s, size_t k, unsigned width)
 
 static void store_doc(packer *p, uint64_t doc_id, uint32_t offset, const doc_src *s, uint32_t n)
 {
+	if (s->keep) { /* zero copy: the tokens stay in the input's mapping */
+		if (p->n_docs == p->cap_docs) {
+			p->cap_docs = p->cap_docs ? p->cap_docs * 2 : 4096;
+			p->docs = xrealloc(p->docs, p->cap_docs * sizeof *p->docs);
+		}
+		p->docs[p->n_docs++] =
+			(doc){.doc_id = doc_id, .offset = offset, .len = n, .xt = s->raw, .xb = s->mbits, .xbit = s->bit0};
+		return;
+	}
 	store_reserve(p, n);
 	unsigned width = p->out_h.token_width;
 	uint8_t *dt = (uint8_t *)p->tok + p->n_tok * width;
@@ -309,6 +342,18 @@ static void store_doc(packer *p, uint64_t doc_id, uint32_t offset, const doc_src
 	}
 	p->docs[p->n_docs++] = (doc){.doc_id = doc_id, .start = p->n_tok, .offset = offset, .len = n};
 	p->n_tok += n;
+}
+
+/* A document's tokens, and its mask bits (from bit *bit of the returned array). */
+static inline const uint8_t *doc_tokens(const packer *p, const doc *d)
+{
+	return (d->xt ? d->xt : (const uint8_t *)p->tok) + d->start * p->out_h.token_width;
+}
+
+static inline const uint8_t *doc_bits(const packer *p, const doc *d, uint64_t *bit)
+{
+	*bit = d->xt ? d->xbit + d->start : d->start;
+	return d->xt ? d->xb : p->mbits;
 }
 
 /* Tokens a document costs in the window (what its rows will hold). */
@@ -345,8 +390,10 @@ static int emit_row(packer *p, shard_writer *w, const uint32_t *items, size_t n_
 	size_t at = 0;
 	for (size_t j = 0; j < n_items; j++) {
 		const doc *d = &p->docs[items[j]];
-		memcpy(dt + at * width, (const uint8_t *)p->tok + d->start * width, (size_t)d->len * width);
-		shard_bits_copy(sl.mask_bits, at, p->mbits, d->start, d->len);
+		uint64_t bit;
+		const uint8_t *mb = doc_bits(p, d, &bit);
+		memcpy(dt + at * width, doc_tokens(p, d), (size_t)d->len * width);
+		shard_bits_copy(sl.mask_bits, at, mb, bit, d->len);
 		sl.segs[j] = (shard_segment){.doc_id = d->doc_id, .offset = d->offset, .len = d->len};
 		at += d->len;
 	}
@@ -534,18 +581,23 @@ static int flush_window(packer *p, int final, sft_error *err)
 			size_t wd = p->out_h.token_width;
 			uint64_t w_at = 0;
 			for (size_t i = 0; i < carry_items; i++)
-				w_at += tmp[i].len;
+				if (!tmp[i].xt) /* pieces in a mapping stay there */
+					w_at += tmp[i].len;
 			uint8_t *stage = xmalloc((size_t)w_at * wd + (size_t)w_at / 8 + 8);
 			uint8_t *smask = stage + w_at * wd;
 			w_at = 0;
 			for (size_t i = 0; i < carry_items; i++) {
+				if (tmp[i].xt)
+					continue;
 				memcpy(stage + w_at * wd, (uint8_t *)p->tok + tmp[i].start * wd, (size_t)tmp[i].len * wd);
 				shard_bits_copy(smask, w_at, p->mbits, tmp[i].start, tmp[i].len);
 				tmp[i].start = w_at;
 				w_at += tmp[i].len;
 			}
-			memcpy(p->tok, stage, (size_t)w_at * wd);
-			shard_bits_copy(p->mbits, 0, smask, 0, w_at);
+			if (w_at) { /* no store at all when every piece is in a mapping */
+				memcpy(p->tok, stage, (size_t)w_at * wd);
+				shard_bits_copy(p->mbits, 0, smask, 0, w_at);
+			}
 			free(stage);
 			memcpy(p->docs, tmp, carry_items * sizeof *tmp);
 			p->n_docs = carry_items;
@@ -563,6 +615,71 @@ out:
 	free(order);
 	free(row_start);
 	free(perm);
+	return rc;
+}
+
+static void *job_main(void *arg)
+{
+	packer *q = arg;
+	q->job_rc = flush_window(q, 0, &q->job_err);
+	return NULL;
+}
+
+/* Waits for the window being packed by the second thread and takes its results back. */
+static int job_join(packer *p, sft_error *err)
+{
+	packer *q = p->job;
+	if (!q)
+		return 0;
+	pthread_join(p->job_th, NULL);
+	p->job = NULL;
+	p->files = q->files;
+	p->n_files = q->n_files;
+	p->seed_state = q->seed_state;
+	p->split = q->split;
+	p->spare = q->docs;
+	p->cap_spare = q->cap_docs;
+	int rc = q->job_rc;
+	if (rc < 0)
+		*err = q->job_err;
+	free(q);
+	return rc;
+}
+
+/* Writes the full window (not the last one): in a second thread when every document of it
+ * is referenced in a mapping (nothing in the store, which the next window reuses) and
+ * nothing carries over (wrapped), else here. Windows are packed one at a time, in order, so
+ * the output is the same either way. */
+static int window_flush(packer *p, sft_error *err)
+{
+	if (job_join(p, err) < 0)
+		return -1;
+	if (p->win_at) /* keep the window's pages resident while it is packed */
+		shard_reader_pin(p->cur_rd, p->win_at);
+	int rc = 0;
+	if (p->o->threads >= 2 && p->n_tok == 0 && p->n_carry == 0 && p->o->strategy != ST_WRAPPED) {
+		packer *q = xmalloc(sizeof *q);
+		*q = *p;
+		q->job = NULL;
+		q->job_rc = 0;
+		if (pthread_create(&p->job_th, NULL, job_main, q) == 0) {
+			p->job = q;
+			p->docs = p->spare;
+			p->cap_docs = p->cap_spare;
+			p->spare = NULL;
+			p->cap_spare = 0;
+			p->n_docs = 0;
+			p->n_carry = 0;
+		} else {
+			free(q);
+			rc = flush_window(p, 0, err);
+		}
+	} else {
+		rc = flush_window(p, 0, err);
+		if (p->cur_rd && p->cur_rec)
+			shard_reader_pin(p->cur_rd, p->cur_rec);
+	}
+	p->win_at = p->cur_rec;
 	return rc;
 }
 
@@ -590,7 +707,7 @@ static int add_doc(packer *p, uint64_t doc_id, const doc_src *s, size_t n, sft_e
 	}
 	uint64_t cost = doc_cost(p, n);
 	if (p->budget + cost > (uint64_t)o->shard_tokens && p->n_docs > 0) {
-		if (flush_window(p, 0, err) < 0)
+		if (window_flush(p, err) < 0)
 			return -1;
 		p->budget = 0;
 		for (size_t i = 0; i < p->n_docs; i++) /* wrapped carry */
@@ -865,6 +982,10 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	/* SFT_PACK_GENERIC=1 forces the decoded path (tests compare the two) */
 	const char *generic_env = getenv("SFT_PACK_GENERIC");
 	int force_generic = generic_env && *generic_env && strcmp(generic_env, "0");
+	/* SFT_PACK_COPY=1 copies raw records into the window store instead of referencing
+	 * them in the input's mapping (tests compare the two) */
+	const char *copy_env = getenv("SFT_PACK_COPY");
+	int force_copy = copy_env && *copy_env && strcmp(copy_env, "0");
 	unsigned width = p.out_h.token_width;
 	for (size_t i = 0; i < n_inputs; i++) {
 		const shard_header *ih = shard_reader_header(rd[i]);
@@ -873,8 +994,16 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 		int raw = !force_generic && !shard_reader_is_jsonl(rd[i]) && ih->token_width == width &&
 			  ih->vocab_size == p.out_h.vocab_size;
 		int check_ids = ih->vocab_size == 0 && p.out_h.vocab_size > 0;
+		/* zero copy: a mapped input's records are referenced where they are, until the end
+		 * (readers are closed after the last window); the pin keeps the current window's
+		 * pages resident, moved on each time a window is written */
+		int keep = raw && !force_copy && shard_reader_pin(rd[i], NULL);
+		p.cur_rd = keep ? rd[i] : NULL;
+		p.cur_rec = p.win_at = NULL;
 		log_verbose("%s: %s", strcmp(inputs[i], "-") ? inputs[i] : "<stdin>",
-			    raw ? "raw path (records copied in their on-disk form)" : "decoded path");
+			    keep  ? "raw path, zero copy (records referenced in the input's mapping)"
+			    : raw ? "raw path (records copied in their on-disk form)"
+				  : "decoded path");
 		int rc;
 		for (;;) {
 			shard_record rec;
@@ -885,7 +1014,9 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 			if (raw) {
 				if ((rc = shard_read_view(rd[i], &v, &err)) != 1)
 					break;
-				src = (doc_src){.raw = v.tokens, .mbits = v.mask_bits};
+				src = (doc_src){.raw = v.tokens, .mbits = v.mask_bits, .keep = keep};
+				if (keep)
+					p.cur_rec = v.segs;
 				n = v.n, n_seg = v.n_seg, segs = v.segs;
 			} else {
 				if ((rc = shard_read(rd[i], &rec, &err)) != 1)
@@ -919,11 +1050,15 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 		}
 		if (rc < 0)
 			die_err(&err);
-		shard_reader_close(rd[i]);
-		rd[i] = NULL;
+		if (!keep) {
+			shard_reader_close(rd[i]);
+			rd[i] = NULL;
+		}
 	}
-	if (flush_window(&p, 1, &err) < 0)
+	if (job_join(&p, &err) < 0 || flush_window(&p, 1, &err) < 0)
 		die_err(&err);
+	for (size_t i = 0; i < n_inputs; i++) /* the last window may have referenced them */
+		shard_reader_close(rd[i]);
 	progress_finish(&p.prog);
 	char *cmd = command_line(argc, argv);
 	if (write_manifest(&p, cmd, inputs, n_inputs, input_docs, &err) < 0)
@@ -960,6 +1095,7 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	free(p.tok);
 	free(p.mbits);
 	free(p.docs);
+	free(p.spare);
 	free(p.files);
 	free(p.tmp_dir);
 	return 0;
@@ -1426,6 +1562,10 @@ int main(int argc, char **argv)
 		die_usage("--row and --tokenizer go with --inspect");
 	if (o.mode != MODE_UNPACK && o.emit)
 		die_usage("--emit goes with --unpack");
+	if (o.threads <= 0) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = nc > 0 ? nc : 1;
+	}
 	switch (o.mode) {
 	case MODE_PACK: rc = run_pack(&o, pos, (size_t)npos, argc, argv); break;
 	case MODE_VERIFY: rc = run_verify(o.target); break;
