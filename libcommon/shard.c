@@ -1086,6 +1086,44 @@ int shard_reader_pin(shard_reader *r, const void *at)
 	return 1;
 }
 
+void shard_reader_unpin(shard_reader *r)
+{
+	if (r->map)
+		r->pin = UINT64_MAX;
+}
+
+void shard_reader_leave_before(shard_reader *r, const void *at)
+{
+	const uint8_t *a = at;
+	if (!r->map || !a || a < r->map || a > r->map + r->map_size)
+		return;
+	long v = sysconf(_SC_PAGESIZE);
+	size_t pg = v > 0 ? (size_t)v : 4096;
+	size_t d = ((size_t)(a - r->map) + pg - 1) & ~(pg - 1);
+	if (d > r->dropped)
+		r->dropped = d;
+	r->pin = UINT64_MAX;
+}
+
+void shard_map_release(const void *p, size_t n, int populate)
+{
+	long v = sysconf(_SC_PAGESIZE);
+	size_t pg = v > 0 ? (size_t)v : 4096;
+	if (!p || !n)
+		return;
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+	uintptr_t b = ((uintptr_t)p + n + pg - 1) & ~(uintptr_t)(pg - 1);
+	if (!populate) {
+		madvise((void *)a, b - a, MADV_DONTNEED);
+		return;
+	}
+#ifdef MADV_POPULATE_READ
+	if (madvise((void *)a, b - a, MADV_POPULATE_READ) == 0)
+		return;
+#endif
+	madvise((void *)a, b - a, MADV_WILLNEED);
+}
+
 const shard_header *shard_reader_header(const shard_reader *r) { return &r->h; }
 uint64_t shard_reader_offset(const shard_reader *r) { return r->jr ? (uint64_t)jsonl_line(r->jr) : r->off; }
 int shard_reader_is_jsonl(const shard_reader *r) { return r->jr != NULL; }

@@ -151,6 +151,17 @@ int shard_reader_is_jsonl(const shard_reader *r);
  * tokens; NULL = the current read position) also pins the mapping: pages from `at` on are
  * no longer given back as reading goes on (they stay resident until the pin moves). */
 int shard_reader_pin(shard_reader *r, const void *at);
+/* Removes the pin (as at open): consumed pages are given back as reading goes on. Views
+ * into the mapping stay valid (a page given back is read again from the file if touched),
+ * so a caller that keeps them may also drop its own pages (shard_map_release). */
+void shard_reader_unpin(shard_reader *r);
+/* Unpinned: pages before `at` (a pointer into the mapping) are left to the caller, who
+ * gives them back itself; reading on gives back only the pages after them. */
+void shard_reader_leave_before(shard_reader *r, const void *at);
+/* Gives the pages of [p, p + n) of a read-only file mapping back (MADV_DONTNEED, the range
+ * widened to whole pages); `populate` != 0 maps them in instead (MADV_POPULATE_READ, else
+ * MADV_WILLNEED). Residency only: the bytes read there stay the same. */
+void shard_map_release(const void *p, size_t n, int populate);
 void shard_reader_close(shard_reader *r);
 
 /* Fails (SFT_EXIT_DATA) when two inputs can't be mixed: different fingerprints,

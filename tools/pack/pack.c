@@ -252,6 +252,12 @@ typedef struct packer {
 	sft_error job_err;
 	doc *spare;
 	size_t cap_spare;
+	/* -j >= 2: the readers are not pinned (their pages go as they are read); a window's
+	 * pages are mapped in when it is packed and given back once it is written
+	 * (window_pages), so one window's input is resident, not two */
+	int unpinned;
+	int pinned_now; /* unpinned: the reader is pinned again (no job running, or it is done) */
+	int job_done;   /* set by the second thread once its window is written (__atomic) */
 } packer;
 
 /* Files committed inside the temporary directory, so a signal can remove them (unlink and
@@ -406,6 +412,36 @@ static int emit_row(packer *p, shard_writer *w, const uint32_t *items, size_t n_
 	return shard_write_commit(w, err);
 }
 
+/* Unpinned readers: maps in (populate) or gives back the input pages the window's
+ * documents [0, nd) reference in a mapping, in runs of nearby documents (input order). */
+static void window_pages(const packer *p, size_t nd, int populate)
+{
+	unsigned width = p->out_h.token_width;
+	const uint8_t *lo = NULL, *hi = NULL;
+	for (size_t i = 0; i < nd; i++) {
+		const doc *d = &p->docs[i];
+		if (!d->xt)
+			continue;
+		const uint8_t *a = d->xt + d->start * width, *b = a + (size_t)d->len * width;
+		const uint8_t *ma = d->xb + (d->xbit + d->start) / 8, *mb = d->xb + (d->xbit + d->start + d->len + 7) / 8;
+		if (ma < a)
+			a = ma;
+		if (mb > b)
+			b = mb;
+		if (lo && a >= lo && a <= hi + 65536) {
+			if (b > hi)
+				hi = b;
+			continue;
+		}
+		if (lo)
+			shard_map_release(lo, (size_t)(hi - lo), populate);
+		lo = a;
+		hi = b;
+	}
+	if (lo)
+		shard_map_release(lo, (size_t)(hi - lo), populate);
+}
+
 /* Packs the window's documents into one shard file. `final`: last window (wrapped keeps
  * its partial last row for the next window otherwise). */
 static int flush_window(packer *p, int final, sft_error *err)
@@ -415,6 +451,8 @@ static int flush_window(packer *p, int final, sft_error *err)
 	size_t nd = p->n_docs;
 	if (nd == 0)
 		return 0;
+	if (p->unpinned) /* its input pages, mapped in at once (the reader gave them back) */
+		window_pages(p, nd, 1);
 	/* document order: input order, or shuffled by --seed */
 	uint32_t *perm = xmalloc(nd * sizeof *perm);
 	for (size_t i = 0; i < nd; i++)
@@ -571,6 +609,8 @@ static int flush_window(packer *p, int final, sft_error *err)
 		}
 		free(path);
 	}
+	if (p->unpinned) /* written: its input pages can go (wrapped carries read them again) */
+		window_pages(p, nd, 0);
 	if (rc == 0) {
 		/* reset the window; wrapped moves the partial row's pieces to the front */
 		if (carry_items) {
@@ -622,6 +662,7 @@ static void *job_main(void *arg)
 {
 	packer *q = arg;
 	q->job_rc = flush_window(q, 0, &q->job_err);
+	__atomic_store_n(&q->job_done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -654,7 +695,7 @@ static int window_flush(packer *p, sft_error *err)
 {
 	if (job_join(p, err) < 0)
 		return -1;
-	if (p->win_at) /* keep the window's pages resident while it is packed */
+	if (p->win_at && !p->unpinned) /* keep the window's pages resident while it is packed */
 		shard_reader_pin(p->cur_rd, p->win_at);
 	int rc = 0;
 	if (p->o->threads >= 2 && p->n_tok == 0 && p->n_carry == 0 && p->o->strategy != ST_WRAPPED) {
@@ -662,7 +703,14 @@ static int window_flush(packer *p, sft_error *err)
 		*q = *p;
 		q->job = NULL;
 		q->job_rc = 0;
+		q->job_done = 0;
 		if (pthread_create(&p->job_th, NULL, job_main, q) == 0) {
+			/* the job maps the window in and gives it back: the reader leaves its pages
+			 * alone and gives back what it reads while the job runs */
+			if (p->unpinned && p->cur_rd && p->cur_rec) {
+				shard_reader_leave_before(p->cur_rd, p->cur_rec);
+				p->pinned_now = 0;
+			}
 			p->job = q;
 			p->docs = p->spare;
 			p->cap_docs = p->cap_spare;
@@ -676,7 +724,7 @@ static int window_flush(packer *p, sft_error *err)
 		}
 	} else {
 		rc = flush_window(p, 0, err);
-		if (p->cur_rd && p->cur_rec)
+		if (p->cur_rd && p->cur_rec && !p->unpinned)
 			shard_reader_pin(p->cur_rd, p->cur_rec);
 	}
 	p->win_at = p->cur_rec;
@@ -904,6 +952,7 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 	}
 	packer p = {0};
 	p.o = o;
+	p.unpinned = o->threads >= 2;
 	p.seed_state = (uint64_t)o->seed;
 	/* open the first input to learn the header */
 	shard_reader **rd = xmalloc(n_inputs * sizeof *rd);
@@ -998,6 +1047,9 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 		 * (readers are closed after the last window); the pin keeps the current window's
 		 * pages resident, moved on each time a window is written */
 		int keep = raw && !force_copy && shard_reader_pin(rd[i], NULL);
+		if (keep && p.unpinned)
+			shard_reader_unpin(rd[i]);
+		p.pinned_now = 0;
 		p.cur_rd = keep ? rd[i] : NULL;
 		p.cur_rec = p.win_at = NULL;
 		log_verbose("%s: %s", strcmp(inputs[i], "-") ? inputs[i] : "<stdin>",
@@ -1017,6 +1069,12 @@ static int run_pack(const opts *o, char **inputs, size_t n_inputs, int argc, cha
 				src = (doc_src){.raw = v.tokens, .mbits = v.mask_bits, .keep = keep};
 				if (keep)
 					p.cur_rec = v.segs;
+				/* unpinned: once the previous window is written, this one's pages stay */
+				if (keep && p.unpinned && !p.pinned_now &&
+				    (!p.job || __atomic_load_n(&p.job->job_done, __ATOMIC_ACQUIRE))) {
+					shard_reader_pin(rd[i], v.segs);
+					p.pinned_now = 1;
+				}
 				n = v.n, n_seg = v.n_seg, segs = v.segs;
 			} else {
 				if ((rc = shard_read(rd[i], &rec, &err)) != 1)
