@@ -107,11 +107,12 @@ static const cli_spec SPEC = {
 		   "DIR/manifest.json. Packed rows record their documents (segments) so attention never\n"
 		   "crosses documents. All inputs must come from the same tokenizer.",
 	.opts = OPTIONS,
-	.examples = "tok-encode --model models/SmolLM2-135M-Instruct < chat.jsonl | pack --seq-len 2048 --out data/train\n"
-		    "pack --strategy none --pad-to-multiple-of 8 --seq-len 1024 --out data/test test.tok\n"
-		    "pack --stats data/train && pack --verify data/train\n"
-		    "pack --inspect data/train --row 3 --tokenizer models/SmolLM2-135M-Instruct\n"
-		    "pack --unpack data/train --emit jsonl > docs.jsonl",
+	.examples = "  tok-encode --model models/SmolLM2-135M-Instruct --assistant-only chat.jsonl \\\n"
+		    "    | pack --seq-len 2048 --out data/train\n"
+		    "  pack --strategy none --pad-to-multiple-of 8 --seq-len 1024 --out data/test test.tok\n"
+		    "  pack --stats data/train && pack --verify data/train\n"
+		    "  pack --inspect data/train --row 3 --tokenizer models/SmolLM2-135M-Instruct\n"
+		    "  pack --unpack data/train --emit jsonl > docs.jsonl\n",
 	.footer = NULL, /* cli prints the exit codes */
 };
 
