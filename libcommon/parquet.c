@@ -454,25 +454,35 @@ static void parse_chunk(tc_reader *r, pq_chunk *c)
 	}
 }
 
+/* Reads a list header whose elements must be structs (type 12) and returns a zeroed
+ * array of n elements of `size` bytes (at least one allocated), or NULL with r->err set
+ * (1 malformed, 2 out of memory). */
+static void *tc_struct_list(tc_reader *r, size_t size, size_t *n)
+{
+	int et;
+	*n = tc_list(r, &et);
+	if (r->err)
+		return NULL;
+	if (et != 12) {
+		r->err = 1;
+		return NULL;
+	}
+	void *a = calloc(*n ? *n : 1, size);
+	if (!a)
+		r->err = 2;
+	return a;
+}
+
 static void parse_rowgroup(tc_reader *r, pq_rowgroup *g)
 {
 	int16_t id = 0;
 	int t;
 	while (tc_field(r, &id, &t)) {
 		if (id == 1 && t == 9 && !g->cols) {
-			int et;
-			size_t n = tc_list(r, &et);
-			if (r->err)
+			size_t n;
+			g->cols = tc_struct_list(r, sizeof *g->cols, &n);
+			if (!g->cols)
 				return;
-			if (et != 12) {
-				r->err = 1;
-				return;
-			}
-			g->cols = calloc(n ? n : 1, sizeof *g->cols);
-			if (!g->cols) {
-				r->err = 2;
-				return;
-			}
 			g->ncols = n;
 			for (size_t i = 0; i < n && !r->err; i++)
 				parse_chunk(r, &g->cols[i]);
@@ -489,38 +499,20 @@ static void parse_filemeta(tc_reader *r, parquet_file *pf)
 	int t;
 	while (tc_field(r, &id, &t)) {
 		if (id == 2 && t == 9 && !pf->elems) {
-			int et;
-			size_t n = tc_list(r, &et);
-			if (r->err)
+			size_t n;
+			pf->elems = tc_struct_list(r, sizeof *pf->elems, &n);
+			if (!pf->elems)
 				return;
-			if (et != 12) {
-				r->err = 1;
-				return;
-			}
-			pf->elems = calloc(n ? n : 1, sizeof *pf->elems);
-			if (!pf->elems) {
-				r->err = 2;
-				return;
-			}
 			pf->nelems = n;
 			for (size_t i = 0; i < n && !r->err; i++)
 				parse_schema_elem(r, &pf->elems[i]);
 		} else if (id == 3 && t == 6)
 			pf->num_rows = tc_zigzag(r);
 		else if (id == 4 && t == 9 && !pf->rgs) {
-			int et;
-			size_t n = tc_list(r, &et);
-			if (r->err)
+			size_t n;
+			pf->rgs = tc_struct_list(r, sizeof *pf->rgs, &n);
+			if (!pf->rgs)
 				return;
-			if (et != 12) {
-				r->err = 1;
-				return;
-			}
-			pf->rgs = calloc(n ? n : 1, sizeof *pf->rgs);
-			if (!pf->rgs) {
-				r->err = 2;
-				return;
-			}
 			pf->nrgs = n;
 			for (size_t i = 0; i < n && !r->err; i++)
 				parse_rowgroup(r, &pf->rgs[i]);
