@@ -2348,6 +2348,25 @@ static int first_cp(const char *s, uint32_t *cp)
 	return 0;
 }
 
+typedef int (*component_loader)(tokenizer *t, json_t *o, sft_error *err);
+
+/* A "Sequence" component (normalizer, pre_tokenizer, post_processor, decoder): loads
+ * every element of o[key] in order with `load`. */
+static int load_sequence(tokenizer *t, json_t *o, const char *key, const char *what,
+			 component_loader load, sft_error *err)
+{
+	json_t *arr = json_object_get(o, key);
+	if (!json_is_array(arr))
+		return sft_error_set(err, SFT_EXIT_DATA, "Sequence %s without %s", what, key);
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v) {
+		if (load(t, v, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int load_normalizer(tokenizer *t, json_t *o, sft_error *err)
 {
 	if (json_is_null(o) || !o)
@@ -2355,18 +2374,8 @@ static int load_normalizer(tokenizer *t, json_t *o, sft_error *err)
 	const char *ty = jstr(o, "type");
 	if (!ty)
 		return sft_error_set(err, SFT_EXIT_DATA, "normalizer without a type");
-	if (!strcmp(ty, "Sequence")) {
-		json_t *arr = json_object_get(o, "normalizers");
-		if (!json_is_array(arr))
-			return sft_error_set(err, SFT_EXIT_DATA, "Sequence normalizer without normalizers");
-		size_t i;
-		json_t *v;
-		json_array_foreach(arr, i, v) {
-			if (load_normalizer(t, v, err) < 0)
-				return -1;
-		}
-		return 0;
-	}
+	if (!strcmp(ty, "Sequence"))
+		return load_sequence(t, o, "normalizers", "normalizer", load_normalizer, err);
 	norm_op op = { 0 };
 	op.re = -1;
 	if (!strcmp(ty, "NFC"))
@@ -2441,18 +2450,8 @@ static int load_pretok(tokenizer *t, json_t *o, sft_error *err)
 	const char *ty = jstr(o, "type");
 	if (!ty)
 		return sft_error_set(err, SFT_EXIT_DATA, "pre_tokenizer without a type");
-	if (!strcmp(ty, "Sequence")) {
-		json_t *arr = json_object_get(o, "pretokenizers");
-		if (!json_is_array(arr))
-			return sft_error_set(err, SFT_EXIT_DATA, "Sequence pre_tokenizer without pretokenizers");
-		size_t i;
-		json_t *v;
-		json_array_foreach(arr, i, v) {
-			if (load_pretok(t, v, err) < 0)
-				return -1;
-		}
-		return 0;
-	}
+	if (!strcmp(ty, "Sequence"))
+		return load_sequence(t, o, "pretokenizers", "pre_tokenizer", load_pretok, err);
 	pre_op op = { 0 };
 	op.re = -1;
 	if (!strcmp(ty, "ByteLevel")) {
@@ -2538,18 +2537,8 @@ static int load_post(tokenizer *t, json_t *o, sft_error *err)
 	const char *ty = jstr(o, "type");
 	if (!ty)
 		return sft_error_set(err, SFT_EXIT_DATA, "post_processor without a type");
-	if (!strcmp(ty, "Sequence")) {
-		json_t *arr = json_object_get(o, "processors");
-		size_t i;
-		json_t *v;
-		if (!json_is_array(arr))
-			return sft_error_set(err, SFT_EXIT_DATA, "Sequence post_processor without processors");
-		json_array_foreach(arr, i, v) {
-			if (load_post(t, v, err) < 0)
-				return -1;
-		}
-		return 0;
-	}
+	if (!strcmp(ty, "Sequence"))
+		return load_sequence(t, o, "processors", "post_processor", load_post, err);
 	if (!strcmp(ty, "ByteLevel"))
 		return 0; /* only trims offsets */
 	if (!strcmp(ty, "TemplateProcessing")) {
@@ -2616,18 +2605,8 @@ static int load_decoder(tokenizer *t, json_t *o, sft_error *err)
 	if (!ty)
 		return sft_error_set(err, SFT_EXIT_DATA, "decoder without a type");
 	t->have_decoder = 1;
-	if (!strcmp(ty, "Sequence")) {
-		json_t *arr = json_object_get(o, "decoders");
-		size_t i;
-		json_t *v;
-		if (!json_is_array(arr))
-			return sft_error_set(err, SFT_EXIT_DATA, "Sequence decoder without decoders");
-		json_array_foreach(arr, i, v) {
-			if (load_decoder(t, v, err) < 0)
-				return -1;
-		}
-		return 0;
-	}
+	if (!strcmp(ty, "Sequence"))
+		return load_sequence(t, o, "decoders", "decoder", load_decoder, err);
 	dec_op d = { 0 };
 	if (!strcmp(ty, "ByteLevel"))
 		d.type = DEC_BYTELEVEL;
