@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "test_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +19,7 @@ static char *slurp(const char *name, size_t *len)
 {
 	char path[1200];
 	snprintf(path, sizeof path, "%s/%s", fixdir, name);
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return b;
+	return test_slurp(path, len);
 }
 
 static int str_eq(gguf_str s, const char *c) { return s.n == strlen(c) && memcmp(s.s, c, s.n) == 0; }

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "test_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,22 +39,6 @@ static char *fix_path(const char *name, const char *ext)
 	return b;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	assert_non_null(b);
-	assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-	b[n] = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 /* expected lines of NAME.jsonl (pointers into one buffer, newline-terminated strings) */
 typedef struct {
 	char *buf;
@@ -65,7 +50,7 @@ static lines read_lines(const char *path)
 {
 	lines L = {0};
 	size_t len;
-	L.buf = slurp(path, &len);
+	L.buf = test_slurp(path, &len);
 	L.line = calloc(len + 1, sizeof *L.line);
 	assert_non_null(L.line);
 	char *p = L.buf;
@@ -148,7 +133,7 @@ static void test_open_mem(void **state)
 {
 	(void)state;
 	size_t len;
-	char *data = slurp(fix_path("nested_v1", ".parquet"), &len);
+	char *data = test_slurp(fix_path("nested_v1", ".parquet"), &len);
 	sft_error err = {0};
 	parquet_file *pf = parquet_open_mem(data, len, "mem.parquet", &err);
 	assert_non_null(pf);
@@ -328,7 +313,7 @@ static void test_open_errors(void **state)
 	assert_non_null(strstr(err.msg, "does-not-exist.parquet"));
 
 	size_t len;
-	char *data = slurp(fix_path("seed_medqa_struct", ".parquet"), &len);
+	char *data = test_slurp(fix_path("seed_medqa_struct", ".parquet"), &len);
 	data[len - 1] = 'X';
 	assert_null(parquet_open_mem(data, len, "bad.parquet", &err));
 	assert_int_equal(err.code, SFT_EXIT_DATA);
@@ -400,7 +385,7 @@ static void test_byte_corruptions_never_crash(void **state)
 	const char *names[] = {"seed_conversations", "nested_v2_plain", "encodings_v1", "types_dict_snappy_v2"};
 	for (size_t f = 0; f < 4; f++) {
 		size_t len;
-		unsigned char *data = (unsigned char *)slurp(fix_path(names[f], ".parquet"), &len);
+		unsigned char *data = (unsigned char *)test_slurp(fix_path(names[f], ".parquet"), &len);
 		assert_int_equal(read_all(data, len, -1), 1);
 		size_t failed = 0, step = f < 2 ? 1 : 3;
 		for (size_t i = 0; i < len; i += step) {
@@ -422,7 +407,7 @@ static void test_fuzz_regressions(void **state)
 	const char *names[] = {"regress_null_offset", "regress_annotation_mismatch"};
 	for (int k = 0; k < 2; k++) {
 		size_t len;
-		char *data = slurp(fix_path(names[k], ".bin"), &len);
+		char *data = test_slurp(fix_path(names[k], ".bin"), &len);
 		read_all(data, len, -1);
 		free(data);
 	}

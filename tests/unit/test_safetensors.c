@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "test_util.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -38,25 +39,10 @@ static char *tmp(const char *rel)
 	return buf[k];
 }
 
-static void *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	void *b = malloc((size_t)n + 1);
-	assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 static void assert_same_file(const char *a, const char *b)
 {
 	size_t na, nb;
-	char *x = slurp(a, &na), *y = slurp(b, &nb);
+	char *x = test_slurp(a, &na), *y = test_slurp(b, &nb);
 	if (na != nb || memcmp(x, y, na) != 0) {
 		size_t i = 0;
 		while (i < na && i < nb && x[i] == y[i])
@@ -313,7 +299,7 @@ static void test_write_sharded_matches_python(void **s)
 	if (!m)
 		fail_msg("%s", e.msg);
 	size_t n;
-	char *order = slurp(fx("sharded-order.txt"), &n);
+	char *order = test_slurp(fx("sharded-order.txt"), &n);
 	order[n] = 0;
 	char *save = NULL, *line = strtok_r(order, "\n", &save);
 	uint64_t max = strtoull(line, NULL, 10);
@@ -394,7 +380,7 @@ static void test_no_crash_on_damage(void **s)
 {
 	(void)s;
 	size_t n;
-	uint8_t *b = slurp(fx("basic.safetensors"), &n);
+	uint8_t *b = (uint8_t *)test_slurp(fx("basic.safetensors"), &n);
 	sft_error e = { 0 };
 	for (size_t len = 0; len < n; len++) {
 		st_file *f = safetensors_open_mem(b, len, "cut", &e);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "test_util.h"
 #include <zlib.h>
 
 #include "../../tools/tok-encode/chat.c"
@@ -144,22 +145,6 @@ static void test_truncate(void **state)
 
 /* ---- the whole record path against the transformers fixtures ---- */
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
-	long n = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	assert_non_null(b);
-	assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
-	b[n] = '\0';
-	fclose(fp);
-	*len = (size_t)n;
-	return b;
-}
-
 static const char *fixdir(void)
 {
 	const char *d = getenv("SFT_TEST_DATA");
@@ -211,7 +196,7 @@ static void check_prefix_coverage(const char *model, const char *template_file, 
 	size_t src_len = 0;
 	if (template_file) {
 		snprintf(path, sizeof path, "%s/tok-encode/%s", fixdir(), template_file);
-		src = slurp(path, &src_len);
+		src = test_slurp(path, &src_len);
 	}
 	const char *tsrc = src ? src : tokenizer_chat_template(tok);
 	assert_non_null(tsrc);
@@ -226,9 +211,9 @@ static void check_prefix_coverage(const char *model, const char *template_file, 
 
 	size_t in_len, ex_len;
 	snprintf(path, sizeof path, "%s/tok-encode/chat.jsonl", fixdir());
-	char *in = slurp(path, &in_len);
+	char *in = test_slurp(path, &in_len);
 	snprintf(path, sizeof path, "%s/tok-encode/%s/%s", fixdir(), model, expect);
-	char *ex = slurp(path, &ex_len);
+	char *ex = test_slurp(path, &ex_len);
 	char *in_save, *ex_save;
 	char *line = strtok_r(in, "\n", &in_save);
 	char *eline = strtok_r(ex, "\n", &ex_save);
