@@ -28,7 +28,13 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -l
 
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -fopenmp -MMD -MP \
            -Ilibcommon $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -lsnappy -lz -llzma -lbz2 -lxxhash -lutf8proc -lopenblas -lm -lpthread -fopenmp
+# OpenBLAS's OpenMP build when installed (libopenblas-openmp-dev): its gemm threads are then
+# libgomp's, the same pool as our parallel loops, instead of a second pool of pthreads that
+# competes with it for the cores (see libcommon/threads.h). The pthread build still works.
+OPENBLAS_DIR ?= $(firstword $(wildcard /usr/lib/$(shell $(CC) -dumpmachine)/openblas-openmp))
+comma := ,
+BLAS_LIBS := $(if $(OPENBLAS_DIR),-L$(OPENBLAS_DIR) -Wl$(comma)-rpath$(comma)$(OPENBLAS_DIR)) -lopenblas
+LDLIBS  += $(PKG_LIBS) -lsnappy -lz -llzma -lbz2 -lxxhash -lutf8proc $(BLAS_LIBS) -lm -lpthread -fopenmp
 LDFLAGS += $(filter -fsanitize=%,$(OPT))
 
 # CUDA=1 builds kernels/*.cu with nvcc; where no nvcc exists it falls back to CPU only.
@@ -153,3 +159,8 @@ clean:
 	rm -rf build build-* bin libexec
 
 -include $(LIB_OBJ:.o=.d) $(wildcard $(BUILD)/tools/*/*.d) $(wildcard $(BUILD)/tests/*.d) $(wildcard $(BUILD)/scripts/*.d)
+
+# `make -s print-VAR`: a make variable's value, for scripts that link against libcommon.a
+# themselves (bench/*.sh use print-BLAS_LIBS).
+print-%:
+	@echo $($*)

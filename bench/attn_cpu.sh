@@ -21,7 +21,7 @@ make -s -j2 BUILD="$BUILD" BINDIR="$BUILD/bin" LIB_SRC="libcommon/ops_cpu.c libc
 	"$BUILD/libcommon.a" >&2
 mkdir -p "$BUILD/bench"
 gcc -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Wall -Wextra -Ilibcommon -o "$BUILD/bench/attn_cpu" bench/attn_cpu.c \
-	"$BUILD/libcommon.a" -lopenblas -lm -lpthread
+	"$BUILD/libcommon.a" $(make -s print-BLAS_LIBS) -lm -lpthread
 echo "load: $(uptime)"
 echo "OMP_NUM_THREADS=$THREADS; shape B=${1:-4} T=${2:-512} Hq=${3:-9} Hkv=${4:-3} D=${5:-64} docs/row=${6:-4}"
 OMP_NUM_THREADS=$THREADS "$BUILD/bench/attn_cpu" "${1:-4}" "${2:-512}" "${3:-9}" "${4:-3}" "${5:-64}" "${6:-4}" \

@@ -51,7 +51,7 @@ make -s -j"$THREADS" BUILD="$BUILD" "$BUILD/libcommon.a" >&2
 ours_bin=$BUILD/bench/infer_cpu
 mkdir -p "$BUILD/bench"
 gcc -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Ilibcommon -o "$ours_bin" bench/infer_cpu.c "$BUILD/libcommon.a" \
-	-ljansson -lopenblas -lm -lpthread
+	-ljansson $(make -s print-BLAS_LIBS) -lm -lpthread
 
 # ---- llama.cpp, built once
 lbin=$LLAMA_DIR/build/bin

@@ -768,6 +768,8 @@ static void layer_rest(const model *m, int li, int rows, float *h, const float *
 	size_t NC = (size_t)N * C;
 	linear(rows, x, att, l->wo, l->bo, N, QD, C); // (N, C)
 	if (l->attn_post_norm) ops_rmsnorm_forward(x, NULL, x, l->attn_post_norm, off, eps, N, C);
+	/* (orphaned: shared by the team in a decode step's region, serial elsewhere) */
+#pragma omp for schedule(static)
 	for (size_t i = 0; i < NC; i++) h[i] += x[i];
 	ops_rmsnorm_forward(x, NULL, h, l->ffn_norm, off, eps, N, C);
 	linear(rows, gate, x, l->w_gate, NULL, N, C, F); // (N, F)
@@ -776,6 +778,7 @@ static void layer_rest(const model *m, int li, int rows, float *h, const float *
 	else ops_swiglu_forward(gate, gate, up, (size_t)N * F);
 	linear(rows, x, gate, l->w_down, NULL, N, F, C); // (N, C)
 	if (l->ffn_post_norm) ops_rmsnorm_forward(x, NULL, x, l->ffn_post_norm, off, eps, N, C);
+#pragma omp for schedule(static)
 	for (size_t i = 0; i < NC; i++) h[i] += x[i];
 }
 
@@ -790,6 +793,7 @@ static void head(const model *m, int rows, const float *h, int N, float *x, floa
 	if (c->final_softcap > 0) {
 		float cap = c->final_softcap;
 		size_t NV = (size_t)N * V;
+#pragma omp for schedule(static)
 		for (size_t i = 0; i < NV; i++) logits[i] = cap * tanhf(logits[i] / cap);
 	}
 }
@@ -896,6 +900,11 @@ static int decode_chunk(const model *m, model_kv_cache *kv, const int32_t *token
 		seq[i] = 0;
 	}
 	size_t layer_stride = (size_t)kv->max_len * Hkv * D;
+	/* A short chunk runs in one parallel region (ops team mode, ops.h); a long one calls
+	 * OpenBLAS gemm, which must not run inside a region, op by op. */
+#pragma omp parallel if (rows)
+	{
+	if (rows) ops_team_begin();
 	ops_embedding_forward(h, tokens, m->embed, c->embed_scale, n, C);
 	for (int li = 0; li < c->n_layers; li++) {
 		const float *K = kv->k + li * layer_stride;  // (max_len, Hkv, D)
@@ -912,8 +921,10 @@ static int decode_chunk(const model *m, model_kv_cache *kv, const int32_t *token
 						      c->attn_softcap, packed);
 		layer_rest(m, li, rows, h, att, n, x, gate, up);
 	}
-	kv->len += n;
 	if (logits) head(m, 1, h + (size_t)(n - 1) * C, 1, x, logits);
+	ops_team_end();
+	}
+	kv->len += n;
 	return 0;
 }
 
@@ -953,10 +964,15 @@ int model_decode_batch(const model *m, model_arena *a, model_kv_cache *const *kv
 	p += n * Hq;                              // (lse: unused here)
 	float *gate = p; p += (size_t)n * F;      // (n, F)
 	float *up = p;                            // (n, F)
+	/* the whole step in one parallel region (ops team mode, ops.h) */
+#pragma omp parallel
+	{
+	ops_team_begin();
 	ops_embedding_forward(h, tokens, m->embed, c->embed_scale, n, C);
 	for (int li = 0; li < c->n_layers; li++) {
 		ops_rmsnorm_forward(x, NULL, h, m->layers[li].attn_norm, c->norm_offset, (float)c->rms_eps, n, C);
 		layer_qkv(m, li, 1, x, pos, n, q, k, v);
+#pragma omp for schedule(static)
 		for (int i = 0; i < n; i++) { /* each sequence's new key/value into its own cache */
 			size_t off = (size_t)li * kv[i]->max_len * KD;
 			Kp[i] = kv[i]->k + off;
@@ -968,8 +984,10 @@ int model_decode_batch(const model *m, model_arena *a, model_kv_cache *const *kv
 		ops_attention_kv_forward(att, q, Kp, Vp, seq, pos, n, Hq, Hkv, D, c->attn_scale, window, c->attn_softcap);
 		layer_rest(m, li, 1, h, att, n, x, gate, up);
 	}
-	for (int i = 0; i < n; i++) kv[i]->len++;
 	head(m, 1, h, n, x, logits);
+	ops_team_end();
+	}
+	for (int i = 0; i < n; i++) kv[i]->len++;
 	free(idx);
 	free(ptr);
 	return 0;

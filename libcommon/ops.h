@@ -126,6 +126,17 @@ void ops_attention_prefill_forward(float *out,       // (n, Hq, D)
 				   float softcap,
 				   float *scratch);  // (ops_attention_prefill_scratch_size(p0 + n, Hkv, D))
 
+/* Team mode (CPU backend). A decode step at batch 1 is ~360 small ops; a fork and join of
+ * the OpenMP threads per op cost more than the op itself. So model.c runs a whole step inside
+ * ONE parallel region: every thread calls ops_team_begin(), then the same ops in the same
+ * order with the same arguments, then ops_team_end(). In between, the ops decoding uses
+ * (embedding, rmsnorm, rope, swiglu/geglu forward, matmul_rows, attention_kv) share their
+ * loop among the team with an orphaned `omp for` (ending in its barrier) instead of opening
+ * a region of their own; results are the same bits as outside team mode. No other op may be
+ * called in team mode. The flag is per thread; begin/end outside a region do nothing. */
+void ops_team_begin(void);
+void ops_team_end(void);
+
 /* The typed declarations, instantiated for float (ops_x) and double (ops_x_f64). */
 #define OPS_DECL_PASS 1
 #define OPS_REAL float

@@ -14,8 +14,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "ops.h"
 #include "ops_attn.h"
+
+/* Team mode (ops.h): a loop shared by the team of the enclosing region (orphaned `omp for`,
+ * its barrier included) or, outside team mode, a parallel region of its own. */
+static _Thread_local int ops_team_on;
+void ops_team_begin(void) { ops_team_on = omp_in_parallel(); }
+void ops_team_end(void) { ops_team_on = 0; }
+#define PAR_FOR(...)                                                                               \
+	do {                                                                                       \
+		if (ops_team_on) {                                                                 \
+			_Pragma("omp for schedule(static)") __VA_ARGS__                            \
+		} else {                                                                           \
+			_Pragma("omp parallel for schedule(static)") __VA_ARGS__                   \
+		}                                                                                  \
+	} while (0)
 
 int ops_rope_inv_freq(float *inv_freq, const ops_rope_config *cfg, sft_error *err)
 {
@@ -213,6 +229,21 @@ static void rows_block_generic(float *out, const float *x, const float *W, const
 	}
 }
 
+static int ops_cpu_avx512(void);
+
+static void rows_block(int fast, float *out, const float *x, const float *W, const float *bias, int N, int IN,
+		       int OUT, int o0, int o1)
+{
+#ifdef OPS_HAVE_AVX512
+	if (fast) {
+		rows_block_avx512(out, x, W, bias, N, IN, OUT, o0, o1);
+		return;
+	}
+#endif
+	(void)fast;
+	rows_block_generic(out, x, W, bias, N, IN, OUT, o0, o1);
+}
+
 static int ops_cpu_avx512(void)
 {
 #ifdef OPS_HAVE_AVX512
@@ -232,20 +263,15 @@ static int ops_cpu_avx512(void)
 void ops_matmul_rows_forward(float *out, const float *x, const float *W, const float *bias, int N, int IN,
 			     int OUT)
 {
-	enum { RB = 64 }; /* W rows per work item (a multiple of the 4-row tile) */
+	/* W rows per work item (a multiple of the 4-row tile): 64, or 16 where 64 would leave
+	 * too few items to balance the threads (k/v projections: 192 rows) */
+	int RB = OUT >= 64 * 4 * omp_get_max_threads() ? 64 : 16;
+	if (ops_team_on) RB = OUT >= 64 * 4 * omp_get_num_threads() ? 64 : 16;
 	int nb = (OUT + RB - 1) / RB, fast = ops_cpu_avx512();
-#pragma omp parallel for schedule(static)
-	for (int b = 0; b < nb; b++) {
+	PAR_FOR(for (int b = 0; b < nb; b++) {
 		int o0 = b * RB, o1 = o0 + RB < OUT ? o0 + RB : OUT;
-#ifdef OPS_HAVE_AVX512
-		if (fast) {
-			rows_block_avx512(out, x, W, bias, N, IN, OUT, o0, o1);
-			continue;
-		}
-#endif
-		(void)fast;
-		rows_block_generic(out, x, W, bias, N, IN, OUT, o0, o1);
-	}
+		rows_block(fast, out, x, W, bias, N, IN, OUT, o0, o1);
+	});
 }
 
 /* One query row of one head over its cache: blocked online softmax (as attn_fwd_row). */
@@ -290,11 +316,71 @@ __attribute__((always_inline)) static inline void attn_kv_row(float *o, const fl
 }
 
 #ifdef OPS_HAVE_AVX512
+/* The same blocked online softmax with D in 16-lane vectors (D % 16 == 0, D <= 256; the
+ * output row stays in registers), a block's 64 weights from simd_exp512 (relative error
+ * < 2e-7) and its sums in a fixed order: a row still depends only on its query and cache.
+ * Other D: the scalar-exp kernel above. (perf, SmolLM2 batch 16: 16% of a decode step in
+ * scalar expf and per-key loops before; see docs/perf/infer_cpu.md.) */
 __attribute__((target("avx512f,fma"))) static void attn_kv_row_avx512(float *o, const float *qr, const float *K,
 								       const float *V, int lo, int t, int Hkv,
 								       int g, int D, float scale, float softcap)
 {
-	attn_kv_row(o, qr, K, V, lo, t, Hkv, g, D, scale, softcap);
+	enum { KB = 64, MAXV = 16 };
+	if (D % 16 != 0 || D > 16 * MAXV) {
+		attn_kv_row(o, qr, K, V, lo, t, Hkv, g, D, scale, softcap);
+		return;
+	}
+	int nv = D / 16;
+	__m512 q[MAXV], acc[MAXV];
+	for (int j = 0; j < nv; j++) {
+		q[j] = _mm512_loadu_ps(qr + 16 * j);
+		acc[j] = _mm512_setzero_ps();
+	}
+	float sc[KB];
+	float m = -INFINITY, l = 0;
+	size_t stride = (size_t)Hkv * D;
+	for (int s0 = lo; s0 <= t; s0 += KB) {
+		int nb = t + 1 - s0 < KB ? t + 1 - s0 : KB;
+		const float *kb = K + (size_t)s0 * stride + (size_t)g * D;
+		for (int s = 0; s < nb; s++) {
+			const float *kr = kb + (size_t)s * stride;
+			__m512 d0 = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
+			for (int j = 1; j < nv; j++) d0 = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(kr + 16 * j), d0);
+			float c = scale * _mm512_reduce_add_ps(d0);
+			if (softcap > 0) c = softcap * tanhf(c / softcap);
+			sc[s] = c;
+		}
+		int nw = (nb + 15) / 16;
+		__m512 mx = _mm512_set1_ps(-INFINITY);
+		for (int w = 0; w < nw; w++) {
+			__mmask16 mk = nb - 16 * w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * w)) - 1);
+			mx = _mm512_mask_max_ps(mx, mk, mx, _mm512_maskz_loadu_ps(mk, sc + 16 * w));
+		}
+		float bm = _mm512_reduce_max_ps(mx);
+		if (bm > m) {
+			float corr = expf(m - bm);
+			l *= corr;
+			__m512 cv = _mm512_set1_ps(corr);
+			for (int j = 0; j < nv; j++) acc[j] = _mm512_mul_ps(acc[j], cv);
+			m = bm;
+		}
+		__m512 mv = _mm512_set1_ps(m), lsum = _mm512_setzero_ps();
+		for (int w = 0; w < nw; w++) {
+			__mmask16 mk = nb - 16 * w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * w)) - 1);
+			__m512 pw = _mm512_maskz_mov_ps(mk, simd_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sc + 16 * w), mv)));
+			_mm512_storeu_ps(sc + 16 * w, pw);
+			lsum = _mm512_add_ps(lsum, pw);
+		}
+		l += _mm512_reduce_add_ps(lsum);
+		const float *vb = V + (size_t)s0 * stride + (size_t)g * D;
+		for (int s = 0; s < nb; s++) {
+			const float *vr = vb + (size_t)s * stride;
+			__m512 pv = _mm512_set1_ps(sc[s]);
+			for (int j = 0; j < nv; j++) acc[j] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vr + 16 * j), acc[j]);
+		}
+	}
+	__m512 inv = _mm512_set1_ps(1 / l);
+	for (int j = 0; j < nv; j++) _mm512_storeu_ps(o + 16 * j, _mm512_mul_ps(acc[j], inv));
 }
 #endif
 
@@ -310,8 +396,7 @@ void ops_attention_kv_forward(float *out, const float *q, const float *const *K,
 {
 	int group = Hq / Hkv, fast = ops_cpu_avx512();
 	long rows = (long)n * Hq;
-#pragma omp parallel for schedule(static)
-	for (long idx = 0; idx < rows; idx++) {
+	PAR_FOR(for (long idx = 0; idx < rows; idx++) {
 		int r = (int)(idx / Hq), h = (int)(idx % Hq);
 		int t = pos[r], lo = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
 		const float *Kc = K[seq[r]], *Vc = V[seq[r]];
@@ -325,7 +410,7 @@ void ops_attention_kv_forward(float *out, const float *q, const float *const *K,
 		(void)fast;
 		attn_kv_row_generic(out + (size_t)idx * D, q + (size_t)idx * D, Kc, Vc, lo, t, Hkv, h / group, D, scale,
 				    softcap);
-	}
+	});
 }
 
 /* ---- prefill attention: a chunk of one sequence's queries over its cache ----------------
@@ -500,12 +585,11 @@ void FN(ops_matmul_backward)(real *dx, real *dW, real *db, const real *dout, con
 void FN(ops_embedding_forward)(real *out, const int32_t *ids, const real *wte, real scale, int N,
 			       int C)
 {
-#pragma omp parallel for schedule(static)
-	for (int n = 0; n < N; n++) {
+	PAR_FOR(for (int n = 0; n < N; n++) {
 		const real *e = wte + (size_t)ids[n] * C;
 		real *o = out + (size_t)n * C;
 		for (int c = 0; c < C; c++) o[c] = e[c] * scale;
-	}
+	});
 }
 
 void FN(ops_embedding_backward)(real *dwte, const real *dout, const int32_t *ids, real scale,
@@ -531,8 +615,7 @@ void FN(ops_embedding_backward)(real *dwte, const real *dout, const int32_t *ids
 void FN(ops_rmsnorm_forward)(real *out, real *rstd, const real *x, const real *w, real w_offset,
 			     real eps, int N, int C)
 {
-#pragma omp parallel for schedule(static)
-	for (int n = 0; n < N; n++) {
+	PAR_FOR(for (int n = 0; n < N; n++) {
 		const real *xr = x + (size_t)n * C;
 		real *o = out + (size_t)n * C;
 		real ss = 0;
@@ -540,7 +623,7 @@ void FN(ops_rmsnorm_forward)(real *out, real *rstd, const real *x, const real *w
 		real r = 1 / SQRT(ss / C + eps);
 		for (int c = 0; c < C; c++) o[c] = (xr[c] * r) * (w_offset + w[c]);
 		if (rstd) rstd[n] = r;
-	}
+	});
 }
 
 void FN(ops_rmsnorm_backward)(real *dx, real *dw, const real *dout, const real *x, const real *w,
@@ -578,8 +661,7 @@ void FN(ops_rope_forward)(real *out, const real *x, const int32_t *pos, const fl
 			  int N, int H, int D)
 {
 	int half = D / 2;
-#pragma omp parallel for schedule(static)
-	for (int n = 0; n < N; n++) {
+	PAR_FOR(for (int n = 0; n < N; n++) {
 		for (int i = 0; i < half; i++) {
 			real c, s;
 			FN(rope_cs)(pos[n], inv_freq[i], &c, &s);
@@ -590,7 +672,7 @@ void FN(ops_rope_forward)(real *out, const real *x, const int32_t *pos, const fl
 				out[o + i + half] = b * c + a * s;
 			}
 		}
-	}
+	});
 }
 
 void FN(ops_rope_backward)(real *dx, const real *dout, const int32_t *pos, const float *inv_freq,
@@ -807,11 +889,10 @@ void FN(ops_attention_backward)(real *dq, real *dk, real *dv, real *scratch, con
 
 void FN(ops_swiglu_forward)(real *out, const real *gate, const real *up, size_t n)
 {
-#pragma omp parallel for schedule(static)
-	for (size_t i = 0; i < n; i++) {
+	PAR_FOR(for (size_t i = 0; i < n; i++) {
 		real g = gate[i];
 		out[i] = g / (1 + EXP(-g)) * up[i];
-	}
+	});
 }
 
 void FN(ops_swiglu_backward)(real *dgate, real *dup, const real *dout, const real *gate,
@@ -832,12 +913,11 @@ void FN(ops_swiglu_backward)(real *dgate, real *dup, const real *dout, const rea
 
 void FN(ops_geglu_forward)(real *out, const real *gate, const real *up, size_t n)
 {
-#pragma omp parallel for schedule(static)
-	for (size_t i = 0; i < n; i++) {
+	PAR_FOR(for (size_t i = 0; i < n; i++) {
 		real x = gate[i];
 		real th = TANH(GELU_K * (x + GELU_A * x * x * x));
 		out[i] = (real)0.5 * x * (1 + th) * up[i];
-	}
+	});
 }
 
 void FN(ops_geglu_backward)(real *dgate, real *dup, const real *dout, const real *gate,

@@ -1,13 +1,21 @@
 /* threads.h - one thread policy for the programs that run the model on the CPU (OpenMP
  * parallel loops next to OpenBLAS's own pthreads, on the same cores).
  *
- * libgomp's default wait policy spins idle OpenMP threads for ~300k iterations after every
- * parallel region; while OpenBLAS gemm runs its own threads on the same cores (or other
- * processes want them) the spinning threads steal them: 10x slower on 2 cores. libgomp
- * reads OMP_WAIT_POLICY once, when it is loaded, before main() runs (an ELF .preinit_array
- * hook is too late too: glibc re-reads the environment from the stack after it), so the
- * only way for a program to choose the policy itself is to set the variable and exec
- * itself again, once, first thing in main().
+ * libgomp's default wait policy spins an idle OpenMP thread for ~300k iterations (about a
+ * millisecond) after every parallel region and barrier; OMP_WAIT_POLICY=passive sleeps at
+ * once. Neither fits: with passive waits every parallel region pays a futex wake-up of the
+ * other threads, which on a VM is an inter-processor interrupt to a halted vCPU (~50-100 us
+ * measured here, against ~1 ms of work in a decode step's matmul); with the long default
+ * spin, threads that finished a loop burn the cores that the next gemm or another process
+ * needs. A short spin (GOMP_SPINCOUNT, a few tens of microseconds) keeps the hand-offs inside
+ * a decode step or between two ops cheap and gives the cores back soon after. OpenBLAS
+ * should be its OpenMP build (the Makefile links it when installed): then its gemm runs on
+ * the same libgomp threads instead of a second pool of spinning pthreads.
+ *
+ * libgomp reads these variables once, when it is loaded, before main() runs (an ELF
+ * .preinit_array hook is too late too: glibc re-reads the environment from the stack after
+ * it), so the only way for a program to choose the policy itself is to set the variable and
+ * exec itself again, once, first thing in main().
  *
  * Who calls it: every program that runs model_forward / model_decode / generate / training
  * (sft-train, sft-eval, sft-serve, lora-merge, the model unit tests, bench drivers): call
@@ -16,7 +24,10 @@
 #ifndef SFT_THREADS_H
 #define SFT_THREADS_H
 
-/* When neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: sets OMP_WAIT_POLICY=passive and
+/* libgomp spin iterations before an idle thread sleeps (each a `pause`: ~20-60 us in all). */
+#define SFT_GOMP_SPINCOUNT "20000"
+
+/* When neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: sets GOMP_SPINCOUNT and
  * re-executes /proc/self/exe with argv (does not return on success). Otherwise (or when the
  * exec fails: then the program simply runs with libgomp's default) returns 0. The user's
  * own setting always wins. Thread counts stay OMP_NUM_THREADS / OPENBLAS_NUM_THREADS. */
