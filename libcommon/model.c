@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
 #include "dequant.h"
 #include "fsutil.h"
 #include "gguf.h"
@@ -307,9 +308,8 @@ model *model_new(const model_config *cfg, sft_error *err)
 	m->inv_freq = calloc((size_t)cfg->head_dim, sizeof(float));
 	m->inv_freq_local = calloc((size_t)cfg->head_dim, sizeof(float));
 	if (!m->layers || !m->inv_freq || !m->inv_freq_local) goto oom;
-	m->block = aligned_alloc(64, align16(m->n_params) * sizeof(float));
+	m->block = sft_big_calloc(align16(m->n_params) * sizeof(float));
 	if (!m->block) goto oom;
-	memset(m->block, 0, m->n_params * sizeof(float));
 	carve(cfg, m->block, m);
 	if (ops_rope_inv_freq(m->inv_freq, &cfg->rope, err) < 0 ||
 	    ops_rope_inv_freq(m->inv_freq_local, &cfg->rope_local, err) < 0) {
@@ -719,7 +719,7 @@ int model_arena_reserve(model_arena *a, const model_config *cfg, int B, int T, s
 {
 	size_t need = model_forward_arena_floats(cfg, B, T);
 	if (need <= a->cap) return 0;
-	float *p = malloc(need * sizeof(float));
+	float *p = sft_big_alloc(need * sizeof(float));
 	if (!p) return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory for activations (%zu floats)", need);
 	free(a->base);
 	a->base = p;
@@ -856,9 +856,9 @@ int model_kv_cache_init(model_kv_cache *kv, const model *m, int max_len, sft_err
 	/* activations of one chunk, then the packed keys of the prefill attention */
 	kv->scratch_floats = per_token_floats(c) * (size_t)kv->chunk + (size_t)c->vocab_size +
 			     ops_attention_prefill_scratch_size(max_len, c->n_kv_heads, c->head_dim);
-	kv->k = malloc(per * sizeof(float));
-	kv->v = malloc(per * sizeof(float));
-	kv->scratch = malloc(kv->scratch_floats * sizeof(float));
+	kv->k = sft_big_alloc(per * sizeof(float));
+	kv->v = sft_big_alloc(per * sizeof(float));
+	kv->scratch = sft_big_alloc(kv->scratch_floats * sizeof(float));
 	if (!kv->k || !kv->v || !kv->scratch) {
 		model_kv_cache_free(kv);
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "out of memory for a kv cache of %d positions", max_len);

@@ -107,9 +107,31 @@ double ops_clip_scale(double total_norm, double max_norm)
 #include "simd_exp.h"
 #define OPS_HAVE_AVX512 1
 
+/* The 16 sums of v[0..15] as one vector, each summed in exactly _mm512_reduce_add_ps's
+ * order (lanes i + i+8, then + i+4, then + i+2, then + i+1; a + b == b + a in IEEE), so a
+ * pair's result does not depend on which path reduced it. 15 adds and 30 shuffles instead
+ * of 16 separate reductions. Lane 4k + j of the result holds the sum of v[4j + k]. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 reduce16_avx512(const __m512 *v)
+{
+	__m512 x[8], z[4], r[2];
+	for (int j = 0; j < 8; j++) /* [A lo256 + A hi256 | B lo256 + B hi256] */
+		x[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
+				     _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xEE));
+	for (int j = 0; j < 4; j++) /* 128-bit blocks: [A s4 | B s4 | C s4 | D s4] */
+		z[j] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * j], x[2 * j + 1], 0x88),
+				     _mm512_shuffle_f32x4(x[2 * j], x[2 * j + 1], 0xDD));
+	for (int j = 0; j < 2; j++) /* per block k: [v s2 (2 lanes) of z[2j] | of z[2j+1]] */
+		r[j] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * j], z[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+				     _mm512_shuffle_ps(z[2 * j], z[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+	return _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+			     _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* One tile: nr (<= 4) rows of W from row o times nc (<= 4) rows of x from row n, over all
+ * of k; pf (or NULL): the next rows of W, prefetched while this tile computes. */
 __attribute__((target("avx512f,fma"), always_inline)) static inline void
 rows_tile_avx512(float *out, const float *x, const float *W, const float *bias, int nr, int nc,
-		 int IN, int OUT, int o, int n, const float *pf, int k0, int k1, __m512 *state, int first, int last)
+		 int IN, int OUT, int o, int n, const float *pf)
 {
 	const float *w0 = W + (size_t)o * IN, *w1 = W + (size_t)(o + (nr > 1)) * IN;
 	const float *w2 = W + (size_t)(o + (nr > 2 ? 2 : 0)) * IN, *w3 = W + (size_t)(o + (nr > 3 ? 3 : 0)) * IN;
@@ -119,10 +141,10 @@ rows_tile_avx512(float *out, const float *x, const float *W, const float *bias, 
 #pragma GCC unroll 4
 	for (int r = 0; r < 4; r++)
 #pragma GCC unroll 4
-		for (int c = 0; c < 4; c++) a[r][c] = first ? _mm512_setzero_ps() : state[r * 4 + c];
-	int k = k0;
-	for (; k + 16 <= k1; k += 16) {
-		if (pf) { /* the next 4 rows of W, from memory while this tile computes */
+		for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= IN; k += 16) {
+		if (pf) {
 			_mm_prefetch((const char *)(pf + k), _MM_HINT_T0);
 			_mm_prefetch((const char *)(pf + IN + k), _MM_HINT_T0);
 			_mm_prefetch((const char *)(pf + 2 * (size_t)IN + k), _MM_HINT_T0);
@@ -138,13 +160,6 @@ rows_tile_avx512(float *out, const float *x, const float *W, const float *bias, 
 			for (int c = 0; c < 4; c++)
 				if (r < nr && c < nc) a[r][c] = _mm512_fmadd_ps(wv[r], xv[c], a[r][c]);
 	}
-	if (!last) { /* more of k to come: park the accumulators */
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-			for (int c = 0; c < 4; c++) state[r * 4 + c] = a[r][c];
-		return;
-	}
 	if (k < IN) {
 		__mmask16 m = (__mmask16)((1u << (IN - k)) - 1);
 		__m512 wv[4] = {_mm512_maskz_loadu_ps(m, w0 + k), _mm512_maskz_loadu_ps(m, w1 + k),
@@ -156,6 +171,16 @@ rows_tile_avx512(float *out, const float *x, const float *W, const float *bias, 
 #pragma GCC unroll 4
 			for (int c = 0; c < 4; c++)
 				if (r < nr && c < nc) a[r][c] = _mm512_fmadd_ps(wv[r], xv[c], a[r][c]);
+	}
+	if (nr == 4 && nc == 4) {
+		/* lane 4c + r = pair (W row o + r, x row n + c): block c is out row n + c, o..o+3 */
+		__m512 sums = reduce16_avx512(&a[0][0]);
+		__m128 b4 = bias ? _mm_loadu_ps(bias + o) : _mm_setzero_ps();
+		_mm_storeu_ps(out + (size_t)n * OUT + o, _mm_add_ps(_mm512_extractf32x4_ps(sums, 0), b4));
+		_mm_storeu_ps(out + (size_t)(n + 1) * OUT + o, _mm_add_ps(_mm512_extractf32x4_ps(sums, 1), b4));
+		_mm_storeu_ps(out + (size_t)(n + 2) * OUT + o, _mm_add_ps(_mm512_extractf32x4_ps(sums, 2), b4));
+		_mm_storeu_ps(out + (size_t)(n + 3) * OUT + o, _mm_add_ps(_mm512_extractf32x4_ps(sums, 3), b4));
+		return;
 	}
 	for (int r = 0; r < nr; r++)
 		for (int c = 0; c < nc; c++)
@@ -172,38 +197,25 @@ __attribute__((target("avx512f,fma"))) static void rows_block_avx512(float *out,
 		 * prefetchers follow (4 interleaved rows of ~2 KiB each are 4 short streams they
 		 * barely ramp up on: 45 -> 26 ms per SmolLM2 token on one core). Same per-pair
 		 * accumulation as the 4x4 tiles, so the same bits. */
-		for (int o = o0; o < o1; o++)
-			rows_tile_avx512(out, x, W, bias, 1, 1, IN, OUT, o, 0, NULL, 0, IN, NULL, 1, 1);
+		for (int o = o0; o < o1; o++) rows_tile_avx512(out, x, W, bias, 1, 1, IN, OUT, o, 0, NULL);
 		return;
 	}
+	/* Tiles of 4 W rows x 4 x rows over the whole of k: x rows (N * IN floats, 36 KB at
+	 * N 16 and IN 576) are read from L1/L2 once per tile. (Chunking k to keep them in L1,
+	 * with the accumulators parked between chunks, was 8% slower at N 16: the parking
+	 * costs more than the L2 reads.) */
 	for (int o = o0; o < o1; o += 4) {
 		int nr = o1 - o < 4 ? o1 - o : 4;
-		/* the first tile of a block prefetches the next block of W (memory and compute
-		 * overlap instead of adding up when N is large) */
+		/* the first tile of a row group prefetches the next 4 rows of W */
 		const float *next = o + 8 <= OUT ? W + (size_t)(o + 4) * IN : NULL;
-		/* With more than 4 rows of x, k runs in chunks of KC so that the chunk of every x row
-		 * stays in L1 while all tiles of the block pass over it; the accumulators are parked
-		 * between chunks, each still fed in k order (same bits as one pass). */
-		enum { KC = 256, MAXG = 16 };
-		int chunked = N > 4 && N <= 4 * MAXG && IN > KC;
-		__m512 st[chunked ? MAXG : 1][16];
-		for (int k0 = 0; k0 < IN; k0 += chunked ? KC : IN) {
-			int k1 = chunked && k0 + KC < IN ? k0 + KC : IN, first = k0 == 0, last = k1 == IN;
-			for (int n = 0; n < N; n += 4) {
-				int nc = N - n < 4 ? N - n : 4;
-				const float *pf = n == 0 ? next : NULL;
-				__m512 *sp = st[chunked ? n / 4 : 0];
-				if (nr == 4 && nc == 4)
-					rows_tile_avx512(out, x, W, bias, 4, 4, IN, OUT, o, n, pf, k0, k1, sp, first, last);
-				else if (nr == 4 && nc == 1)
-					rows_tile_avx512(out, x, W, bias, 4, 1, IN, OUT, o, n, pf, k0, k1, sp, first, last);
-				else if (nr == 4 && nc == 2)
-					rows_tile_avx512(out, x, W, bias, 4, 2, IN, OUT, o, n, pf, k0, k1, sp, first, last);
-				else if (nr == 4 && nc == 3)
-					rows_tile_avx512(out, x, W, bias, 4, 3, IN, OUT, o, n, pf, k0, k1, sp, first, last);
-				else
-					rows_tile_avx512(out, x, W, bias, nr, nc, IN, OUT, o, n, pf, k0, k1, sp, first, last);
-			}
+		for (int n = 0; n < N; n += 4) {
+			int nc = N - n < 4 ? N - n : 4;
+			const float *pf = n == 0 ? next : NULL;
+			if (nr == 4 && nc == 4) rows_tile_avx512(out, x, W, bias, 4, 4, IN, OUT, o, n, pf);
+			else if (nr == 4 && nc == 1) rows_tile_avx512(out, x, W, bias, 4, 1, IN, OUT, o, n, pf);
+			else if (nr == 4 && nc == 2) rows_tile_avx512(out, x, W, bias, 4, 2, IN, OUT, o, n, pf);
+			else if (nr == 4 && nc == 3) rows_tile_avx512(out, x, W, bias, 4, 3, IN, OUT, o, n, pf);
+			else rows_tile_avx512(out, x, W, bias, nr, nc, IN, OUT, o, n, pf);
 		}
 	}
 }
@@ -263,10 +275,10 @@ static int ops_cpu_avx512(void)
 void ops_matmul_rows_forward(float *out, const float *x, const float *W, const float *bias, int N, int IN,
 			     int OUT)
 {
-	/* W rows per work item (a multiple of the 4-row tile): 64, or 16 where 64 would leave
-	 * too few items to balance the threads (k/v projections: 192 rows) */
-	int RB = OUT >= 64 * 4 * omp_get_max_threads() ? 64 : 16;
-	if (ops_team_on) RB = OUT >= 64 * 4 * omp_get_num_threads() ? 64 : 16;
+	/* W rows per work item (a multiple of the 4-row tile): 64, or 16 where blocks of 64
+	 * would not split evenly over the threads (SmolLM2's 576 and 192 rows on 2 threads) */
+	int nt = ops_team_on ? omp_get_num_threads() : omp_get_max_threads();
+	int RB = (OUT / 64) % nt == 0 || OUT / 64 >= 8 * nt ? 64 : 16;
 	int nb = (OUT + RB - 1) / RB, fast = ops_cpu_avx512();
 	PAR_FOR(for (int b = 0; b < nb; b++) {
 		int o0 = b * RB, o1 = o0 + RB < OUT ? o0 + RB : OUT;

@@ -320,7 +320,7 @@ static void test_decode_batch_llama(void **s) { (void)s; check_decode_batch("lla
 static void test_decode_batch_qwen3(void **s) { (void)s; check_decode_batch("qwen3"); }
 static void test_decode_batch_gemma3(void **s) { (void)s; check_decode_batch("gemma3"); }
 
-/* ---- ops_matmul_rows_forward: any N, every shape class (IN past the k-chunk and not a
+/* ---- ops_matmul_rows_forward: any N, every shape class (full 4x4 tiles and partial ones, IN not a
  * multiple of 16, OUT not a multiple of the 4-row tile): each row bit-identical to the
  * same row computed alone, and within fp32 rounding of a double reference (|err| <=
  * 1e-5 * sum |w x|: IN = 600 products, each rounded once, summed in 16 lanes). */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bigmem.h"
 #include "atomic.h"
 #include "fsutil.h"
 #include "jsonl.h"
@@ -274,7 +275,7 @@ int main(int argc, char **argv)
 	train_params(r.tc, r.params);
 	for (int i = 0; i < r.n_params; i++)
 		r.n_trainable += r.params[i].n;
-	r.opt_block = calloc(r.n_trainable > 0 ? 2 * r.n_trainable : 1, sizeof(float));
+	r.opt_block = sft_big_calloc((r.n_trainable > 0 ? 2 * r.n_trainable : 1) * sizeof(float));
 	if (!r.opt_block)
 		die(SFT_EXIT_RUNTIME, "out of memory: optimizer state of %zu parameters", r.n_trainable);
 	size_t off = 0;
