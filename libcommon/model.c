@@ -843,7 +843,7 @@ int model_forward(const model *m, model_arena *a, const int32_t *tokens, const i
 
 /* ---- KV cache decoding -------------------------------------------------------------------- */
 
-#define MODEL_DECODE_CHUNK 256
+#define MODEL_DECODE_CHUNK 512
 
 int model_kv_cache_init(model_kv_cache *kv, const model *m, int max_len, sft_error *err)
 {
@@ -916,6 +916,10 @@ static int decode_chunk(const model *m, model_kv_cache *kv, const int32_t *token
 		if (rows) /* few queries: row by row, as model_decode_batch */
 			ops_attention_kv_forward(att, q, &K, &Vc, seq, pos, n, Hq, Hkv, D, c->attn_scale, window,
 						 c->attn_softcap);
+		else if (p0 == 0) /* the chunk is the whole sequence so far: the tiled attention of
+				    * training (ops_attn.c), keys and values as one (1, n) row */
+			ops_attention_forward(att, packed, q, K, Vc, NULL, 1, n, Hq, Hkv, D, c->attn_scale, window,
+					      c->attn_softcap);
 		else
 			ops_attention_prefill_forward(att, q, K, Vc, p0, n, Hq, Hkv, D, c->attn_scale, window,
 						      c->attn_softcap, packed);

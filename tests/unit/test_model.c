@@ -210,9 +210,10 @@ static void test_parity_gemma3(void **s) { (void)s; check_parity("gemma3", MODEL
 static void check_decode(const char *arch)
 {
 	model *m = load_model(arch);
-	/* prefill crosses the 256-token chunk once (the second chunk, 34 tokens at offset 256,
-	 * still takes the blocked prefill attention); then single-token steps */
-	enum { T = 300, SPLIT = 290 };
+	/* prefill crosses the 512-token chunk once: the first chunk (from position 0) takes the
+	 * tiled attention, the second (38 tokens at offset 512) the blocked prefill attention;
+	 * then single-token steps */
+	enum { T = 560, SPLIT = 550 };
 	int V = m->cfg.vocab_size;
 	int32_t tok[T], pos[T];
 	for (int i = 0; i < T; i++) {
