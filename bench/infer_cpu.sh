@@ -10,7 +10,8 @@
 # Same weights and precision everywhere: the Q4_1 GGUF dequantized to fp32.
 # - ours: model_load_gguf (dequantizes to fp32), model_decode for the prompt (gemm),
 #   model_decode_batch for the decode steps (greedy), THREADS (default `nproc`) threads
-#   (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = THREADS; OMP_WAIT_POLICY passive, threads.h).
+#   (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = THREADS; GOMP_SPINCOUNT from threads.h; OpenBLAS
+#   its OpenMP build when installed, as the Makefile links it).
 # - llama.cpp: built once from the llama-cpp-python sdist's vendored source (pip download
 #   --no-binary :all:; cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF; only llama-bench,
 #   llama-batched-bench, llama-quantize), cached in $LLAMA_DIR (default build-llamacpp/,

@@ -587,7 +587,7 @@ static void test_batching_stops(void **state)
 
 int main(int argc, char **argv)
 {
-	sft_threads_init(argc, argv); /* passive OpenMP waits: see threads.h */
+	sft_threads_init(argc, argv); /* OpenMP wait policy: see threads.h */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_processors),
 		cmocka_unit_test(test_frequencies),

@@ -1086,7 +1086,7 @@ static int run_generate(opts *o)
 
 int main(int argc, char **argv)
 {
-	sft_threads_init(argc, argv); /* OMP_WAIT_POLICY=passive (libcommon/threads.h) */
+	sft_threads_init(argc, argv); /* short OpenMP spin (libcommon/threads.h) */
 	log_init("sft-eval");
 	opts o = {.batch = 0, .conc = 4, .timeout = 600, .retries = 5, .group = -1};
 	char **pos = NULL;

@@ -152,7 +152,7 @@ static void run_free(st_run *r)
 
 int main(int argc, char **argv)
 {
-	sft_threads_init(argc, argv); /* OMP_WAIT_POLICY=passive (libcommon/threads.h) */
+	sft_threads_init(argc, argv); /* short OpenMP spin (libcommon/threads.h) */
 	log_init("sft-train");
 	install_signals();
 	st_cfg cfg;
