@@ -62,7 +62,11 @@ typedef struct ops_ce_stats {
 	long n_correct;   /* trained rows whose argmax logit (first on ties) == target */
 } ops_ce_stats;
 
-#define OPS_CE_ROWS 64      /* trained rows per block in the fused CE (fixed: fixes summation order) */
+/* Trained rows per block in the fused CE (fixed: fixes the summation order). Each block
+ * re-reads (OpenBLAS re-packs) all of W for each of its GEMMs: 64 rows meant 32 packs of
+ * SmolLM2's 113 MB lm_head per GEMM for 2048 tokens; 256 rows cut the packing 4x for a
+ * (256, V) logits block (50 MB at V 49152). */
+#define OPS_CE_ROWS 256
 #define OPS_CE_VFULL 65536  /* vocabularies up to this size: a block holds its rows' whole logits */
 #define OPS_CE_VCHUNK 4096  /* larger vocabularies: swept in chunks of this many entries */
 
@@ -258,8 +262,8 @@ void OPS_FN(ops_geglu_backward)(OPS_REAL *dgate, OPS_REAL *dup, const OPS_REAL *
 /* ---- fused lm_head + cross-entropy -----------------------------------------------------
  * logits = hidden @ W^T are never materialized: trained rows go in blocks of OPS_CE_ROWS.
  * V <= OPS_CE_VFULL: a block's (OPS_CE_ROWS, V) logits, three GEMMs (logits, dhidden, dW)
- * as an unfused lm_head would do (<= 16 MiB); larger V: chunks of OPS_CE_VCHUNK with an
- * online logsumexp, recomputed for the backward (four GEMMs, <= 1 MiB of logits). Rows with target < 0 (-100, or loss mask 0) are skipped entirely. Returns the SUM
+ * as an unfused lm_head would do (<= 64 MiB); larger V: chunks of OPS_CE_VCHUNK with an
+ * online logsumexp, recomputed for the backward (four GEMMs, <= 4 MiB of logits). Rows with target < 0 (-100, or loss mask 0) are skipped entirely. Returns the SUM
  * of per-token losses (normalization is the caller's), trained rows and correct argmax
  * predictions. When dhidden/dW are given: dhidden += grad_scale * dL/dhidden,
  * dW += grad_scale * dL/dW, where L = loss_sum (e.g. grad_scale = 1 / total trained tokens
