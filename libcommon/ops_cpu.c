@@ -1151,7 +1151,9 @@ void FN(ops_adamw_step)(real *param, const real *grad, real *m, real *v, size_t 
 	real step_size = (real)(lr / bc1);
 	real bc2_sqrt = (real)sqrt(bc2);
 	real gs = (real)grad_scale;
-#pragma omp parallel for schedule(static)
+	/* simd: the same bits (each element on its own; IEEE sqrt and division are correctly
+	 * rounded in vector form too, and ISO C mode does not contract into FMAs) */
+#pragma omp parallel for simd schedule(static)
 	for (size_t i = 0; i < n; i++) {
 		real g = grad[i] * gs;
 		real p = param[i] * decay;
