@@ -51,8 +51,7 @@ int main(int argc, char **argv)
 		for (int i = 5; i < argc && nb < 16; i++) batches[nb++] = atoi(argv[i]);
 	}
 	sft_error err = {0};
-	size_t pl = strlen(path);
-	model *m = pl > 5 && !strcmp(path + pl - 5, ".gguf") ? model_load_gguf(path, &err) : model_load(path, &err);
+	model *m = model_load_any(path, &err);
 	if (!m) die(&err);
 	int V = m->cfg.vocab_size, maxb = 1;
 	for (int i = 0; i < nb; i++)

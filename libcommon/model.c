@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bigmem.h"
 #include "dequant.h"
@@ -839,6 +840,31 @@ int model_forward(const model *m, model_arena *a, const int32_t *tokens, const i
 	head(m, 0, h, N, x, logits);
 	if (hidden_out) memcpy(hidden_out, x, (size_t)N * C * sizeof(float));
 	return 0;
+}
+
+int model_path_is_gguf(const char *path)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) return 0;
+	FILE *f = fopen(path, "rb");
+	if (!f) return 0;
+	char m[4] = {0};
+	int ok = fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+	fclose(f);
+	return ok;
+}
+
+model *model_load_any(const char *path, sft_error *err)
+{
+	if (model_path_is_gguf(path)) return model_load_gguf(path, err);
+	struct stat sb;
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		sft_error_set(err, SFT_EXIT_DATA,
+			      "%s: not a GGUF file (no GGUF magic) and not a model directory (config.json + "
+			      "model.safetensors)", path);
+		return NULL;
+	}
+	return model_load(path, err);
 }
 
 /* ---- KV cache decoding -------------------------------------------------------------------- */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -547,6 +548,36 @@ static void test_gguf_tiny_llama(void **s)
 	model *g = model_load_gguf(path, &err);
 	if (!g) fail_msg("model_load_gguf: %s", err.msg);
 	model *m = load_model("llama");
+	/* model_load_any: GGUF told by its magic, not its name; a directory as model_load; a
+	 * regular file of another kind is bad data naming the file */
+	{
+		char tmp[] = "/tmp/sftkit-anyXXXXXX";
+		int fd = mkstemp(tmp);
+		assert_true(fd >= 0);
+		FILE *in = fopen(path, "rb");
+		assert_non_null(in);
+		char buf[65536];
+		size_t k;
+		while ((k = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(write(fd, buf, k), (ssize_t)k);
+		fclose(in);
+		close(fd);
+		assert_true(model_path_is_gguf(tmp) && !model_path_is_gguf(fixdir()));
+		model *a = model_load_any(tmp, &err);
+		if (!a) fail_msg("model_load_any(%s): %s", tmp, err.msg);
+		assert_memory_equal(a->block, g->block, g->n_params * sizeof(float));
+		model_free(a);
+		char d[4200];
+		snprintf(d, sizeof d, "%s/models/llama", fixdir());
+		a = model_load_any(d, &err);
+		if (!a) fail_msg("model_load_any(%s): %s", d, err.msg);
+		assert_memory_equal(a->block, m->block, m->n_params * sizeof(float));
+		model_free(a);
+		snprintf(d, sizeof d, "%s/models/llama/config.json", fixdir());
+		assert_null(model_load_any(d, &err));
+		assert_int_equal(err.code, SFT_EXIT_DATA);
+		assert_non_null(strstr(err.msg, "not a GGUF file"));
+		unlink(tmp);
+	}
 	assert_int_equal(g->cfg.arch, MODEL_ARCH_LLAMA);
 	assert_int_equal(g->cfg.tie_embeddings, 1);
 	assert_int_equal(g->cfg.n_kv_heads, m->cfg.n_kv_heads);

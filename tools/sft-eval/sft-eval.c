@@ -248,17 +248,11 @@ static void check_model_files(const char *path, int need_tokenizer)
 		    need_tokenizer == 1 ? "tokenizer fingerprint" : "chat template and tokenizer");
 }
 
-static model *load_model_path(const char *path, sft_error *err)
-{
-	size_t n = strlen(path);
-	if (!is_dir(path) && n > 5 && !strcmp(path + n - 5, ".gguf")) return model_load_gguf(path, err);
-	return model_load(path, err);
-}
 
 /* The base model, with --adapter folded into its weights (W += scale * B @ A). */
 static model *load_model(const opts *o, sft_error *err)
 {
-	model *m = load_model_path(o->model, err);
+	model *m = model_load_any(o->model, err);
 	if (!m || !o->adapter) return m;
 	lora_adapter *a = lora_load(o->adapter, &m->cfg, err);
 	if (!a || lora_merge_into(m, a, err) < 0) {

@@ -42,21 +42,6 @@ static void install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-static int is_gguf(const char *path)
-{
-	struct stat sb;
-	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
-		return 0;
-	FILE *f = fopen(path, "rb");
-	char m[4] = {0};
-	if (f) {
-		if (fread(m, 1, 4, f) != 4)
-			m[0] = 0;
-		fclose(f);
-	}
-	return !memcmp(m, "GGUF", 4);
-}
-
 /* The model's tokenizer fingerprint, with a chat_template_path folded in the way
  * tok-encode --chat-template does. */
 static int model_fingerprint(const st_cfg *c, uint8_t fp[16], sft_error *err)
@@ -172,8 +157,8 @@ int main(int argc, char **argv)
 	r.last_save_step = -1;
 
 	/* model */
-	r.base_is_gguf = is_gguf(cfg.model_name_or_path);
-	r.m = r.base_is_gguf ? model_load_gguf(cfg.model_name_or_path, &err) : model_load(cfg.model_name_or_path, &err);
+	r.base_is_gguf = model_path_is_gguf(cfg.model_name_or_path);
+	r.m = model_load_any(cfg.model_name_or_path, &err);
 	if (!r.m)
 		die_err(&err);
 
