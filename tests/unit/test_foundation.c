@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "config.h"
 #include "jsonl.h"
+#include "progress.h"
 
 static void test_error_set_and_prefix(void **state)
 {
@@ -209,6 +210,48 @@ static void test_cli_parse_short_and_long(void **state)
 	free(pos);
 }
 
+/* progress lines: bytes/s by default; progress_start_rate draws a second unit's rate and
+ * redraws on every add (slow items), including the final one. Drawn to a file here by
+ * forcing `enabled` (the line is normally TTY-only). */
+static void test_progress_units(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/sftkit-progXXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	int saved = dup(2);
+	assert_true(dup2(fd, 2) >= 0);
+	progress p;
+	progress_start_rate(&p, "items", 3, "tokens");
+	p.enabled = 1;
+	progress_add(&p, 1, 40);
+	progress_add(&p, 1, 40);
+	progress_add(&p, 1, 20); /* the last one draws even within 0.1 s */
+	progress_finish(&p);
+	progress q;
+	progress_start(&q, "records", 0, 0);
+	q.enabled = 1;
+	q.last_draw = -1e9;
+	progress_add(&q, 256, 4096);
+	progress_finish(&q);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	char buf[4096] = {0};
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	unlink(path);
+	close(fd);
+	buf[n] = 0;
+	assert_non_null(strstr(buf, "3 items"));
+	assert_non_null(strstr(buf, "100%"));
+	assert_non_null(strstr(buf, "tokens/s"));
+	assert_non_null(strstr(buf, "256 records"));
+	assert_non_null(strstr(buf, "B/s"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +264,7 @@ int main(void)
 		cmocka_unit_test(test_atomic_non_regular_target),
 		cmocka_unit_test(test_cli_number_parsers),
 		cmocka_unit_test(test_cli_parse_short_and_long),
+		cmocka_unit_test(test_progress_units),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,6 @@
 #include "fsutil.h"
 #include "jsonl.h"
 #include "log.h"
-#include "progress.h"
 
 json_t *rep_real(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
@@ -161,71 +160,4 @@ int rep_write_json(const char *path, const json_t *v, sft_error *err)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s: write failed", path);
 	}
 	return atomic_commit(af, err);
-}
-
-/* ---- progress ---- */
-
-static void human(double v, char *buf, size_t cap)
-{
-	const char *suf[] = {"", "k", "M", "G"};
-	int i = 0;
-	while (v >= 1000 && i < 3) {
-		v /= 1000;
-		i++;
-	}
-	snprintf(buf, cap, i ? "%.1f%s" : (v < 10 ? "%.2f%s" : "%.0f%s"), v, suf[i]);
-}
-
-static void draw(rep_progress *p, double now)
-{
-	double dt = now - p->t0 > 1e-9 ? now - p->t0 : 1e-9;
-	char rate[32], trate[32];
-	human((double)p->done / dt, rate, sizeof rate);
-	human((double)p->tokens / dt, trate, sizeof trate);
-	if (p->total) {
-		double frac = (double)p->done / (double)p->total;
-		if (frac > 1) frac = 1;
-		char bar[21];
-		int fill = (int)(frac * 20);
-		for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
-		bar[20] = 0;
-		double eta = frac > 0 ? dt * (1 - frac) / frac : 0;
-		fprintf(stderr, "\r%s: [%s] %3.0f%% %llu/%llu %s, %s %s/s, %s tokens/s, eta %.0fs\033[K", log_prog(), bar,
-			frac * 100, (unsigned long long)p->done, (unsigned long long)p->total, p->unit, rate, p->unit,
-			trate, eta);
-	} else {
-		fprintf(stderr, "\r%s: %llu %s, %s %s/s, %s tokens/s\033[K", log_prog(), (unsigned long long)p->done,
-			p->unit, rate, p->unit, trate);
-	}
-	fflush(stderr);
-	p->drawn = 1;
-}
-
-void rep_progress_start(rep_progress *p, const char *unit, uint64_t total)
-{
-	memset(p, 0, sizeof *p);
-	p->unit = unit;
-	p->total = total;
-	p->t0 = clock_now();
-	p->enabled = isatty(2) && log_level() >= LOG_NORMAL;
-}
-
-void rep_progress_add(rep_progress *p, uint64_t units, uint64_t tokens)
-{
-	p->done += units;
-	p->tokens += tokens;
-	if (!p->enabled) return;
-	double now = clock_now();
-	if (now - p->last < 0.1 && !(p->total && p->done == p->total)) return;
-	p->last = now;
-	draw(p, now);
-}
-
-void rep_progress_finish(rep_progress *p)
-{
-	if (p->enabled && p->drawn) {
-		fprintf(stderr, "\r\033[K");
-		fflush(stderr);
-	}
-	p->drawn = 0;
 }

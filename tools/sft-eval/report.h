@@ -27,16 +27,5 @@ int rep_write_json(const char *path, const json_t *v, sft_error *err);
 /* A number for JSON: NaN/inf become null. New reference. */
 json_t *rep_real(double x);
 
-/* ---- progress line ---- */
-typedef struct rep_progress {
-	uint64_t total, done, tokens;
-	double t0, last;
-	int enabled, drawn;
-	const char *unit;
-} rep_progress;
-
-void rep_progress_start(rep_progress *p, const char *unit, uint64_t total);
-void rep_progress_add(rep_progress *p, uint64_t units, uint64_t tokens);
-void rep_progress_finish(rep_progress *p);
 
 #endif

@@ -334,7 +334,7 @@ typedef struct loss_ctx {
 	float *scratch; // fused CE scratch, or (64, V) logits block with softcap
 	size_t hidden_cap;
 	int V;
-	rep_progress prog;
+	progress prog;
 } loss_ctx;
 
 /* CE over explicit logits blocks, for models with final_logit_softcapping (the fused CE
@@ -408,7 +408,7 @@ static int loss_progress(void *user, size_t rows_done, size_t rows_total, uint64
 {
 	loss_ctx *c = user;
 	(void)rows_total;
-	rep_progress_add(&c->prog, rows_done - c->prog.done, tokens_done - c->prog.tokens);
+	progress_add(&c->prog, rows_done - c->prog.done, tokens_done - c->prog.bytes);
 	return g_interrupted != 0;
 }
 
@@ -473,14 +473,14 @@ static int run_loss(opts *o)
 	size_t rows = batch_data_rows(d);
 	if (o->limit && (size_t)o->limit < rows) rows = (size_t)o->limit;
 	install_sigint();
-	rep_progress_start(&c.prog, "rows", rows);
+	progress_start_rate(&c.prog, "rows", rows, "tokens");
 	eval_loss_result r;
 	double t0 = clock_now();
 	if (eval_loss_run(d, (int)o->batch, (size_t)o->limit, loss_forward, &c, loss_progress, &c, &r, &err) < 0) {
-		rep_progress_finish(&c.prog);
+		progress_finish(&c.prog);
 		die_err(&err);
 	}
-	rep_progress_finish(&c.prog);
+	progress_finish(&c.prog);
 	double secs = clock_now() - t0;
 
 	json_t *s = json_object();
@@ -737,7 +737,7 @@ static void score_item(scorer *s, size_t index, json_t *prompt, const char *outp
 }
 
 typedef struct gen_cb_ctx {
-	rep_progress *prog;
+	progress *prog;
 } gen_cb_ctx;
 
 static int on_token(void *user, int seq, int32_t token)
@@ -745,7 +745,7 @@ static int on_token(void *user, int seq, int32_t token)
 	gen_cb_ctx *c = user;
 	(void)seq;
 	(void)token;
-	rep_progress_add(c->prog, 0, 1);
+	progress_add(c->prog, 0, 1);
 	return g_interrupted != 0;
 }
 
@@ -761,7 +761,7 @@ static const char *stop_reason_name(int r)
 
 /* Loads the model, then generates; *t0 is reset once the model is loaded (timings and the
  * progress rates cover generation only). */
-static void gen_local(const opts *o, item *items, size_t n, scorer *s, rep_progress *prog, gen_config *gcfg,
+static void gen_local(const opts *o, item *items, size_t n, scorer *s, progress *prog, gen_config *gcfg,
 		      uint64_t seed, json_t *model_info, double *t0)
 {
 	sft_error err = {0};
@@ -858,7 +858,7 @@ static void gen_local(const opts *o, item *items, size_t n, scorer *s, rep_progr
 				score_item(s, k + (size_t)i, pj, res[i].text ? res[i].text : "", res[i].text ? res[i].text_keep : 0,
 					   &items[k + (size_t)i], npr[i], res[i].n_tokens, stop_reason_name(res[i].stop_reason));
 				json_decref(pj);
-				rep_progress_add(prog, 1, 0);
+				progress_add(prog, 1, 0);
 			}
 			gen_result_free(&res[i]);
 			free(pr[i]);
@@ -878,7 +878,7 @@ static void gen_local(const opts *o, item *items, size_t n, scorer *s, rep_progr
 	tokenizer_free(tok);
 }
 
-static void gen_endpoint(const opts *o, item *items, size_t n, scorer *s, rep_progress *prog, const gen_config *gcfg)
+static void gen_endpoint(const opts *o, item *items, size_t n, scorer *s, progress *prog, const gen_config *gcfg)
 {
 	ep_client c = {.url = o->endpoint, .model = o->model};
 	http_opts_default(&c.http);
@@ -910,7 +910,7 @@ static void gen_endpoint(const opts *o, item *items, size_t n, scorer *s, rep_pr
 				score_item(s, k + (size_t)i, items[k + (size_t)i].messages, jobs[i].text, strlen(jobs[i].text),
 					   &items[k + (size_t)i], jobs[i].prompt_tokens, jobs[i].completion_tokens,
 					   jobs[i].finish_reason);
-				rep_progress_add(prog, 1, jobs[i].completion_tokens > 0 ? (uint64_t)jobs[i].completion_tokens : 0);
+				progress_add(prog, 1, jobs[i].completion_tokens > 0 ? (uint64_t)jobs[i].completion_tokens : 0);
 			}
 		}
 		if (failed >= 0) {
@@ -918,7 +918,7 @@ static void gen_endpoint(const opts *o, item *items, size_t n, scorer *s, rep_pr
 			for (int i = 0; i < nb; i++) free(jobs[i].text);
 			free(jobs);
 			sft_error_prefix(&e, "%s:%ld", o->data, items[k + (size_t)failed].line);
-			rep_progress_finish(prog);
+			progress_finish(prog);
 			/* what was scored before stays in items.jsonl's temporary: discarded (a failed run) */
 			die_err(&e);
 		}
@@ -998,15 +998,15 @@ static int run_generate(opts *o)
 		g_tmp_items = s.items_out->tmp_path;
 	}
 	install_sigint();
-	rep_progress prog;
-	rep_progress_start(&prog, "items", n);
+	progress prog;
+	progress_start_rate(&prog, "items", n, "tokens");
 	json_t *model_info = json_object();
 	double t_start = clock_now(), t0 = t_start;
 	uint64_t seed = o->has_seed ? (uint64_t)o->seed : 0;
 	if (o->endpoint) gen_endpoint(o, items, n, &s, &prog, &gcfg);
 	else gen_local(o, items, n, &s, &prog, &gcfg, seed, model_info, &t0);
 	double secs = clock_now() - t0;
-	rep_progress_finish(&prog);
+	progress_finish(&prog);
 	int partial = s.n < n;
 	g_tmp_items = NULL;
 	if (s.items_out && atomic_commit(s.items_out, &err) < 0) die_err(&err);
