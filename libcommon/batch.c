@@ -58,6 +58,7 @@ static int add_file(batch_data *d, char *path, sft_error *err)
 	f->path = path;
 	f->f = shard_file_map(path, err);
 	if (!f->f) return -(err ? err->code : SFT_EXIT_DATA);
+	if (shard_file_verify_checksum(f->f, err) < 0) return -SFT_EXIT_DATA;
 	f->first = d->rows;
 	f->rows = shard_file_rows(f->f);
 	d->rows += f->rows;

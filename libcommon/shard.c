@@ -1574,7 +1574,7 @@ int shard_file_row(const shard_file *f, size_t k, shard_record *rec, shard_buf *
 	return 0;
 }
 
-int shard_file_verify(const shard_file *f, sft_error *err)
+int shard_file_verify_checksum(const shard_file *f, sft_error *err)
 {
 	uint64_t foot_off = f->size - SHARD_FOOTER_SIZE;
 	uint8_t sum[16];
@@ -1582,6 +1582,14 @@ int shard_file_verify(const shard_file *f, sft_error *err)
 	if (memcmp(sum, f->checksum, 16))
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": checksum mismatch: file is corrupt", f->name,
 				     foot_off + 64);
+	return 0;
+}
+
+int shard_file_verify(const shard_file *f, sft_error *err)
+{
+	uint64_t foot_off = f->size - SHARD_FOOTER_SIZE;
+	if (shard_file_verify_checksum(f, err) < 0)
+		return -SFT_EXIT_DATA;
 	if (rd64(f->base + f->end_off + 24) != 0)
 		return sft_error_set(err, SFT_EXIT_DATA, "%s: byte %" PRIu64 ": end marker checksum must be 0 in the file form",
 				     f->name, f->end_off + 24);

@@ -201,6 +201,10 @@ void shard_buf_free(shard_buf *b);
 /* Full validation: checksum of the whole file, every record (bounds, token < vocab,
  * segment lengths), the index and footer totals. */
 int shard_file_verify(const shard_file *f, sft_error *err);
+/* Only the footer checksum (XXH3-128 of the file before the footer): one pass at memory
+ * speed, what readers that use every row anyway (batch.c: training, evaluation) run at
+ * open so that a flipped byte in token data is an error, not a silently different run. */
+int shard_file_verify_checksum(const shard_file *f, sft_error *err);
 
 /* ---- the JSONL twin: {"input_ids":[...],"mask":[...]} one document per line ---- */
 

@@ -329,6 +329,24 @@ static void test_errors(void **state)
 	assert_true(eval_loss_run(d, 0, 0, fake_forward, &c, NULL, NULL, &r, &e) < 0);
 	assert_int_equal(e.code, SFT_EXIT_USAGE);
 	batch_data_close(d);
+	/* one flipped byte in the middle of a shard (token data; the index and footer stay
+	 * valid) is caught at open by the checksum, naming the file */
+	char p[700];
+	snprintf(p, sizeof p, "%s/b.shard", dir);
+	FILE *f = fopen(p, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	long size = ftell(f);
+	assert_int_equal(fseek(f, size / 2, SEEK_SET), 0);
+	int ch = fgetc(f);
+	assert_int_equal(fseek(f, size / 2, SEEK_SET), 0);
+	fputc(ch ^ 0x01, f);
+	fclose(f);
+	sft_error_clear(&e);
+	assert_null(batch_data_open(dir, &e));
+	assert_int_equal(e.code, SFT_EXIT_DATA);
+	assert_non_null(strstr(e.msg, "b.shard"));
+	assert_non_null(strstr(e.msg, "checksum mismatch"));
 }
 
 /* ---- a real forward: the tiny llama fixture, model_forward + fused CE ---- */
