@@ -352,17 +352,30 @@ __attribute__((target("avx512f,fma"))) static void attn_kv_row_avx512(float *o, 
 	float sc[KB];
 	float m = -INFINITY, l = 0;
 	size_t stride = (size_t)Hkv * D;
+	const __m512i key_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 	for (int s0 = lo; s0 <= t; s0 += KB) {
 		int nb = t + 1 - s0 < KB ? t + 1 - s0 : KB;
 		const float *kb = K + (size_t)s0 * stride + (size_t)g * D;
-		for (int s = 0; s < nb; s++) {
+		int s = 0;
+		for (; s + 16 <= nb; s += 16) { /* 16 keys: one transposed reduction, same bits */
+			__m512 d[16];
+			for (int i = 0; i < 16; i++) {
+				const float *kr = kb + (size_t)(s + i) * stride;
+				d[i] = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
+				for (int j = 1; j < nv; j++) d[i] = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(kr + 16 * j), d[i]);
+			}
+			/* reduce16_avx512 puts key 4j + k in lane 4k + j: back to key order */
+			__m512 sums = _mm512_permutexvar_ps(key_order, reduce16_avx512(d));
+			_mm512_storeu_ps(sc + s, _mm512_mul_ps(_mm512_set1_ps(scale), sums));
+		}
+		for (; s < nb; s++) {
 			const float *kr = kb + (size_t)s * stride;
 			__m512 d0 = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
 			for (int j = 1; j < nv; j++) d0 = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(kr + 16 * j), d0);
-			float c = scale * _mm512_reduce_add_ps(d0);
-			if (softcap > 0) c = softcap * tanhf(c / softcap);
-			sc[s] = c;
+			sc[s] = scale * _mm512_reduce_add_ps(d0);
 		}
+		if (softcap > 0)
+			for (int i = 0; i < nb; i++) sc[i] = softcap * tanhf(sc[i] / softcap);
 		int nw = (nb + 15) / 16;
 		__m512 mx = _mm512_set1_ps(-INFINITY);
 		for (int w = 0; w < nw; w++) {
