@@ -7,8 +7,8 @@
  * other threads, which on a VM is an inter-processor interrupt to a halted vCPU (~50-100 us
  * measured here, against ~1 ms of work in a decode step's matmul); with the long default
  * spin, threads that finished a loop burn the cores that the next gemm or another process
- * needs. A short spin (GOMP_SPINCOUNT, a few tens of microseconds) keeps the hand-offs inside
- * a decode step or between two ops cheap and gives the cores back soon after. OpenBLAS
+ * needs. A short spin (GOMP_SPINCOUNT, ~0.1 ms) keeps the hand-offs inside a decode step or
+ * between two ops cheap and gives the cores back soon after. OpenBLAS
  * should be its OpenMP build (the Makefile links it when installed): then its gemm runs on
  * the same libgomp threads instead of a second pool of spinning pthreads.
  *
@@ -24,8 +24,10 @@
 #ifndef SFT_THREADS_H
 #define SFT_THREADS_H
 
-/* libgomp spin iterations before an idle thread sleeps (each a `pause`: ~20-60 us in all). */
-#define SFT_GOMP_SPINCOUNT "20000"
+/* libgomp spin iterations before an idle thread sleeps. Each is a `pause` (~27 ns measured
+ * on this project's AMD EPYC VM: 5000 spin ~0.14 ms; libgomp's default 300000 ~7.6 ms).
+ * SmolLM2 decoding on 2 threads ran the same with 2000, 5000 and 20000 (bench/infer_cpu). */
+#define SFT_GOMP_SPINCOUNT "5000"
 
 /* When neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: sets GOMP_SPINCOUNT and
  * re-executes /proc/self/exe with argv (does not return on success). Otherwise (or when the
