@@ -1,8 +1,8 @@
 /* threads.h - one thread policy for the programs that run the model on the CPU (OpenMP
- * parallel loops next to OpenBLAS's own pthreads, on the same cores).
+ * parallel loops and OpenBLAS gemm threads on the same cores).
  *
- * libgomp's default wait policy spins an idle OpenMP thread for ~300k iterations (about a
- * millisecond) after every parallel region and barrier; OMP_WAIT_POLICY=passive sleeps at
+ * libgomp's default wait policy spins an idle OpenMP thread for ~300k iterations (~7.6 ms
+ * here) after every parallel region and barrier; OMP_WAIT_POLICY=passive sleeps at
  * once. Neither fits: with passive waits every parallel region pays a futex wake-up of the
  * other threads, which on a VM is an inter-processor interrupt to a halted vCPU (~50-100 us
  * measured here, against ~1 ms of work in a decode step's matmul); with the long default
