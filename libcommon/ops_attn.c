@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpufeat.h"
 #include "ops_attn.h"
 
 #ifdef OPS_ATTN_CBLAS /* benchmark variant only: tile products through OpenBLAS */
@@ -385,9 +386,7 @@ static int use_avx512(void)
 #ifdef ATTN_AVX512
 	const char *e = getenv("SFT_ATTN_GENERIC");
 	if (e && *e && strcmp(e, "0") != 0) return 0;
-	e = getenv("SFT_NO_AVX512"); /* every AVX-512 path off (ops_cpu.c too) */
-	if (e && *e && strcmp(e, "0") != 0) return 0;
-	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+	return sft_cpu_avx512(); /* SFT_NO_AVX512 turns every AVX-512 path off */
 #else
 	return 0;
 #endif

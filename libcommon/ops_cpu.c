@@ -16,6 +16,7 @@
 
 #include <omp.h>
 
+#include "cpufeat.h"
 #include "ops.h"
 #include "ops_attn.h"
 
@@ -242,7 +243,6 @@ static void rows_block_generic(float *out, const float *x, const float *W, const
 	}
 }
 
-static int ops_cpu_avx512(void);
 
 static void rows_block(int fast, float *out, const float *x, const float *W, const float *bias, int N, int IN,
 		       int OUT, int o0, int o1)
@@ -257,22 +257,6 @@ static void rows_block(int fast, float *out, const float *x, const float *W, con
 	rows_block_generic(out, x, W, bias, N, IN, OUT, o0, o1);
 }
 
-static int ops_cpu_avx512(void)
-{
-#ifdef OPS_HAVE_AVX512
-	static int have = -1;
-	if (have < 0) {
-		/* SFT_NO_AVX512=1: the portable paths, as on CPUs without AVX-512 (tests) */
-		const char *e = getenv("SFT_NO_AVX512");
-		have = !(e && *e && strcmp(e, "0") != 0) && __builtin_cpu_supports("avx512f") &&
-		       __builtin_cpu_supports("fma");
-	}
-	return have;
-#else
-	return 0;
-#endif
-}
-
 void ops_matmul_rows_forward(float *out, const float *x, const float *W, const float *bias, int N, int IN,
 			     int OUT)
 {
@@ -280,7 +264,7 @@ void ops_matmul_rows_forward(float *out, const float *x, const float *W, const f
 	 * would not split evenly over the threads (SmolLM2's 576 and 192 rows on 2 threads) */
 	int nt = ops_team_on ? omp_get_num_threads() : omp_get_max_threads();
 	int RB = (OUT / 64) % nt == 0 || OUT / 64 >= 8 * nt ? 64 : 16;
-	int nb = (OUT + RB - 1) / RB, fast = ops_cpu_avx512();
+	int nb = (OUT + RB - 1) / RB, fast = sft_cpu_avx512();
 	PAR_FOR(for (int b = 0; b < nb; b++) {
 		int o0 = b * RB, o1 = o0 + RB < OUT ? o0 + RB : OUT;
 		rows_block(fast, out, x, W, bias, N, IN, OUT, o0, o1);
@@ -329,6 +313,19 @@ __attribute__((always_inline)) static inline void attn_kv_row(float *o, const fl
 }
 
 #ifdef OPS_HAVE_AVX512
+/* Online softmax: a block whose maximum bm exceeds the running maximum m rescales the
+ * running sum l and the nv accumulator vectors by exp(m - bm). */
+__attribute__((target("avx512f"), always_inline)) static inline void online_rescale_avx512(float bm, float *m, float *l,
+											  __m512 *acc, int nv)
+{
+	if (!(bm > *m)) return;
+	float corr = expf(*m - bm);
+	*l *= corr;
+	__m512 cv = _mm512_set1_ps(corr);
+	for (int j = 0; j < nv; j++) acc[j] = _mm512_mul_ps(acc[j], cv);
+	*m = bm;
+}
+
 /* The same blocked online softmax with D in 16-lane vectors (D % 16 == 0, D <= 256; the
  * output row stays in registers), a block's 64 weights from simd_exp512 (relative error
  * < 2e-7) and its sums in a fixed order: a row still depends only on its query and cache.
@@ -382,14 +379,7 @@ __attribute__((target("avx512f,fma"))) static void attn_kv_row_avx512(float *o, 
 			__mmask16 mk = nb - 16 * w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * w)) - 1);
 			mx = _mm512_mask_max_ps(mx, mk, mx, _mm512_maskz_loadu_ps(mk, sc + 16 * w));
 		}
-		float bm = _mm512_reduce_max_ps(mx);
-		if (bm > m) {
-			float corr = expf(m - bm);
-			l *= corr;
-			__m512 cv = _mm512_set1_ps(corr);
-			for (int j = 0; j < nv; j++) acc[j] = _mm512_mul_ps(acc[j], cv);
-			m = bm;
-		}
+		online_rescale_avx512(_mm512_reduce_max_ps(mx), &m, &l, acc, nv);
 		__m512 mv = _mm512_set1_ps(m), lsum = _mm512_setzero_ps();
 		for (int w = 0; w < nw; w++) {
 			__mmask16 mk = nb - 16 * w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * w)) - 1);
@@ -420,7 +410,7 @@ void ops_attention_kv_forward(float *out, const float *q, const float *const *K,
 			      const int32_t *seq, const int32_t *pos, int n, int Hq, int Hkv, int D, float scale,
 			      int window, float softcap)
 {
-	int group = Hq / Hkv, fast = ops_cpu_avx512();
+	int group = Hq / Hkv, fast = sft_cpu_avx512();
 	long rows = (long)n * Hq;
 	PAR_FOR(for (long idx = 0; idx < rows; idx++) {
 		int r = (int)(idx / Hq), h = (int)(idx % Hq);
@@ -467,14 +457,7 @@ __attribute__((target("avx512f,fma"))) static void attn_prefill_row_avx512(float
 		sc = _mm512_mul_ps(sc, _mm512_set1_ps(scale));
 		int s0 = b * 16, a0 = lo > s0 ? lo - s0 : 0, a1 = t - s0 + 1 < 16 ? t - s0 + 1 : 16;
 		__mmask16 valid = (__mmask16)(((1u << a1) - 1) & ~((1u << a0) - 1));
-		float bm = _mm512_mask_reduce_max_ps(valid, sc);
-		if (bm > m) {
-			float corr = expf(m - bm);
-			l *= corr;
-			__m512 cv = _mm512_set1_ps(corr);
-			for (int j = 0; j < nd; j++) acc[j] = _mm512_mul_ps(acc[j], cv);
-			m = bm;
-		}
+		online_rescale_avx512(_mm512_mask_reduce_max_ps(valid, sc), &m, &l, acc, nd);
 		__m512 p = _mm512_maskz_mov_ps(valid, simd_exp512(_mm512_sub_ps(sc, _mm512_set1_ps(m))));
 		l += _mm512_reduce_add_ps(p);
 		_mm512_storeu_ps(pj, p);
@@ -494,7 +477,7 @@ void ops_attention_prefill_forward(float *out, const float *q, const float *K, c
 {
 	int group = Hq / Hkv;
 #ifdef OPS_HAVE_AVX512
-	if (ops_cpu_avx512() && softcap <= 0 && D % 16 == 0 && D <= 256) {
+	if (sft_cpu_avx512() && softcap <= 0 && D % 16 == 0 && D <= 256) {
 		int T = p0 + n, nb = (T + 15) / 16;
 #pragma omp parallel
 		{
