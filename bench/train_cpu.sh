@@ -18,10 +18,11 @@
 # directory, which it then loads). Peak RSS: /usr/bin/time -f %M of each whole process
 # (load + steps), the same measure for both. Threads: both use every core (OpenMP /
 # torch's default). Wall times depend on the machine's load, printed with the results.
-# Environment: OURS_ENV (default OMP_WAIT_POLICY=passive: what libcommon/threads.h's
-# sft_threads_init sets for our tools, spin-waiting OpenMP threads cost 40-80% of the CPU on
-# a busy 2-core machine) and TORCH_ENV (default empty: what a PyTorch user gets), e.g.
-# TORCH_ENV=OMP_WAIT_POLICY=passive for torch under the same policy.
+# Environment: OURS_ENV (default empty: ours runs with the OpenMP wait policy that
+# libcommon/threads.h's sft_threads_init chooses, a bounded GOMP_SPINCOUNT, unless the
+# caller's environment already sets OMP_WAIT_POLICY or GOMP_SPINCOUNT) and TORCH_ENV
+# (default empty: what a PyTorch user gets), e.g. OURS_ENV=OMP_WAIT_POLICY=passive
+# TORCH_ENV=OMP_WAIT_POLICY=passive for both sides under the passive policy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -29,7 +30,7 @@ BIN=${BINDIR:-bin}
 W=${BENCH_TMP:-/tmp/train_cpu_bench}
 STEPS=${STEPS:-1}
 MODES=${MODES:-full lora}
-OURS_ENV=${OURS_ENV-OMP_WAIT_POLICY=passive}
+OURS_ENV=${OURS_ENV-}
 TORCH_ENV=${TORCH_ENV-}
 mkdir -p "$W"
 [ -f "$MODEL" ] || MODEL=$(scripts/get-model smollm2-135m-instruct)

@@ -17,6 +17,7 @@
 #include "jsonl.h"
 #include "ops.h"
 #include "safetensors.h"
+#include "train_simd.h"
 
 /* ---- target modules -------------------------------------------------------------------- */
 
@@ -253,64 +254,122 @@ int lora_tensors(const lora_adapter *a, model_tensor *out)
  * Forward:  xm = x * mask;  xa = xm @ A^T;  y += scale * xa @ B^T.
  * Backward: dB += scale * dy^T @ xa;  dxa = scale * dy @ B;  dA += dxa^T @ xm;
  *           dx += (dxa @ A) * mask.
- * Products go through ops_matmul_forward/backward (OpenBLAS); only the forward's scaled
- * accumulation into y, which no ops signature expresses without an (N, out) temporary,
- * calls cblas_sgemm directly (alpha = scale, beta = 1). */
+ * With keep bits (or no mask) and r <= TSIMD_LORA_MAX_R on an AVX-512 CPU, train_simd.h's
+ * rank-r kernels do all of it, the mask applied on the fly. Otherwise (an explicit float
+ * mask, a large r, the portable path) the products are cblas_sgemm calls (OpenBLAS), the
+ * scale folded into their alpha and overwritten outputs written with beta = 0, and the
+ * element-wise mask products train_simd.h's parallel loops. */
 
-static void mul_mask(float *dst, const float *x, const float *mask, size_t n)
+/* The mask of one call: an explicit float mask, keep bits, or none. */
+typedef struct dmask {
+	const float *m;
+	const uint16_t *bits;
+	float keep;
+} dmask;
+
+static int has_mask(const dmask *d) { return d->m || d->bits; }
+
+/* dst = x * mask */
+static void apply_mask(float *dst, const float *x, const dmask *d, size_t n)
 {
-	for (size_t i = 0; i < n; i++) dst[i] = x[i] * mask[i];
+	if (d->m) tsimd_mul(dst, x, d->m, n);
+	else tsimd_mask_mul(dst, x, d->bits, d->keep, n);
+}
+
+/* dst += g * mask */
+static void apply_mask_add(float *dst, const float *g, const dmask *d, size_t n)
+{
+	if (d->m) tsimd_mul_add(dst, g, d->m, n);
+	else tsimd_mask_mul_add(dst, g, d->bits, d->keep, n);
+}
+
+static void fwd(float *y, float *xa, float *xm, const float *x, const dmask *d, const lora_pair *p, float scale,
+		int N, int set)
+{
+	if (!d->m && tsimd_lora_ok(p->r)) {
+		tsimd_lora_forward(y, xa, x, d->bits, d->keep, p->A, p->B, scale, N, p->in, p->r, p->out, set);
+		return;
+	}
+	const float *xin = x;
+	if (has_mask(d)) {
+		apply_mask(xm, x, d, (size_t)N * p->in);
+		xin = xm;
+	}
+	int r = p->r;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, p->in, 1.0f, xin, p->in, p->A, p->in, 0.0f, xa,
+		    r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, p->out, r, scale, xa, r, p->B, r, set ? 0.0f : 1.0f, y,
+		    p->out);
+}
+
+static void bwd(float *dx, float *dA, float *dB, float *scratch, const float *dy, const float *x, const dmask *d,
+		const float *xa, const lora_pair *p, float scale, int N, int set_dx)
+{
+	int r = p->r, in = p->in, out = p->out;
+	size_t nr = (size_t)N * r, ni = (size_t)N * in;
+	float *t = scratch;       // (N, r)
+	float *xm = scratch + nr; // (N, in)
+	if (!d->m && tsimd_lora_ok(r)) {
+		tsimd_lora_backward(dx, dA, dB, t, dy, x, d->bits, d->keep, xa, p->A, p->B, scale, N, in, r, out,
+				    set_dx);
+		return;
+	}
+	/* dB += scale * dy^T @ xa */
+	if (dB)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, scale, dy, out, xa, r, 1.0f, dB, r);
+	if (!dA && !dx) return;
+	/* t = dxa = scale * dy @ B */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, scale, dy, out, p->B, r, 0.0f, t, r);
+	if (dA) {
+		const float *xin = x;
+		if (has_mask(d)) {
+			apply_mask(xm, x, d, ni);
+			xin = xm;
+		}
+		/* dA += t^T @ (x * mask) */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, t, r, xin, in, 1.0f, dA, in);
+	}
+	if (dx) {
+		if (!has_mask(d)) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, t, r, p->A, in,
+				    set_dx ? 0.0f : 1.0f, dx, in);
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, t, r, p->A, in, 0.0f, xm,
+				    in);
+			if (set_dx) apply_mask(dx, xm, d, ni);
+			else apply_mask_add(dx, xm, d, ni);
+		}
+	}
 }
 
 void lora_linear_forward(float *y, float *xa, float *xm, const float *x, const float *mask,
 			 const lora_pair *p, float scale, int N)
 {
-	const float *xin = x;
-	if (mask) {
-		mul_mask(xm, x, mask, (size_t)N * p->in);
-		xin = xm;
-	}
-	int r = p->r;
-	ops_matmul_forward(xa, xin, p->A, NULL, N, p->in, r);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, p->out, r, scale, xa, r, p->B, r, 1.0f,
-		    y, p->out);
+	dmask d = {.m = mask};
+	fwd(y, xa, xm, x, &d, p, scale, N, 0);
 }
 
 void lora_linear_backward(float *dx, float *dA, float *dB, float *scratch, const float *dy,
 			  const float *x, const float *mask, const float *xa, const lora_pair *p,
 			  float scale, int N)
 {
-	int r = p->r, in = p->in, out = p->out;
-	size_t nr = (size_t)N * r, ni = (size_t)N * in;
-	float *t = scratch;       // (N, r)
-	float *xm = scratch + nr; // (N, in)
-	if (dB) {
-		/* dB += dy^T @ (scale * xa) */
-		for (size_t i = 0; i < nr; i++) t[i] = scale * xa[i];
-		ops_matmul_backward(NULL, dB, NULL, dy, t, NULL, N, r, out);
-	}
-	if (!dA && !dx) return;
-	/* dxa = scale * dy @ B */
-	memset(t, 0, nr * sizeof(float));
-	ops_matmul_backward(t, NULL, NULL, dy, NULL, p->B, N, r, out);
-	for (size_t i = 0; i < nr; i++) t[i] *= scale;
-	if (dA) {
-		const float *xin = x;
-		if (mask) {
-			mul_mask(xm, x, mask, ni);
-			xin = xm;
-		}
-		ops_matmul_backward(NULL, dA, NULL, t, xin, NULL, N, in, r);
-	}
-	if (dx) {
-		if (!mask) {
-			ops_matmul_backward(dx, NULL, NULL, t, NULL, p->A, N, in, r);
-		} else {
-			memset(xm, 0, ni * sizeof(float));
-			ops_matmul_backward(xm, NULL, NULL, t, NULL, p->A, N, in, r);
-			for (size_t i = 0; i < ni; i++) dx[i] += xm[i] * mask[i];
-		}
-	}
+	dmask d = {.m = mask};
+	bwd(dx, dA, dB, scratch, dy, x, &d, xa, p, scale, N, 0);
+}
+
+void lora_linear_forward_bits(float *y, float *xa, float *xm, const float *x, const uint16_t *bits, float keep,
+			      const lora_pair *p, float scale, int N, int set)
+{
+	dmask d = {.bits = bits, .keep = keep};
+	fwd(y, xa, xm, x, &d, p, scale, N, set);
+}
+
+void lora_linear_backward_bits(float *dx, float *dA, float *dB, float *scratch, const float *dy, const float *x,
+			       const uint16_t *bits, float keep, const float *xa, const lora_pair *p, float scale,
+			       int N, int set_dx)
+{
+	dmask d = {.bits = bits, .keep = keep};
+	bwd(dx, dA, dB, scratch, dy, x, &d, xa, p, scale, N, set_dx);
 }
 
 /* ---- adapter_config.json ------------------------------------------------------------------

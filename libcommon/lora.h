@@ -127,6 +127,21 @@ void lora_linear_backward(float *dx,         // (N, in) or NULL
 			  const float *xa,   // (N, r) from the forward
 			  const lora_pair *p, float scale, int N);
 
+/* The same with the dropout mask given as keep bits (train_simd.h's layout: element i of
+ * (N, in) is kept, i.e. multiplied by keep = 1/(1-p), when bit i % 16 of bits[i / 16] is
+ * set, else zeroed); bits NULL: no dropout. What train.c uses: the bits of a (layer,
+ * module) are drawn once per forward (tsimd_drop_bits) and kept for the backward, N*in/8
+ * bytes instead of an (N, in) float mask. On AVX-512 CPUs with r <= TSIMD_LORA_MAX_R the
+ * products run in train_simd.c's rank-r kernels (xm and the scratch's (N, in) part are then
+ * unused). set (forward): y = the adapter's term instead of y +=; set_dx (backward):
+ * dx = its term instead of dx += (the caller adds the base layer's product afterwards,
+ * gemm with beta = 1, saving a pass over y / dx). */
+void lora_linear_forward_bits(float *y, float *xa, float *xm, const float *x, const uint16_t *bits, float keep,
+			      const lora_pair *p, float scale, int N, int set);
+void lora_linear_backward_bits(float *dx, float *dA, float *dB, float *scratch, const float *dy, const float *x,
+			       const uint16_t *bits, float keep, const float *xa, const lora_pair *p, float scale,
+			       int N, int set_dx);
+
 /* Folds the adapter into the base weights in place (what peft's merge_and_unload does):
  * W (out, in) += scale * B (out, r) @ A (r, in) for every targeted linear of every layer.
  * The adapter must have been made for m's config (lora_new / lora_load with m->cfg).

@@ -19,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
+#include "train_simd.h"
+
 /* ---- buffers ------------------------------------------------------------------------------ */
 
 /* What one layer's forward keeps for its backward. N = B*T tokens, QD = Hq*D, KD = Hkv*D. */
@@ -42,6 +46,7 @@ typedef struct lsave {
 	float *d;     // (N, C)  down_proj output (sandwich norm only; else NULL, tmpC serves)
 	float *rd;    // (N)
 	float *xa[LORA_N_KINDS]; // (N, r) LoRA x @ A^T per targeted linear
+	uint16_t *drop[LORA_N_KINDS]; // (N * in / 16) LoRA dropout keep bits (train_simd.h)
 } lsave;
 
 typedef struct tbufs {
@@ -62,7 +67,7 @@ typedef struct tbufs {
 	float *dattn;               // (N, Hq) attention backward scratch
 	float *ce;                  // ops_fused_ce_scratch_size(C, V)
 	/* LoRA */
-	float *mask, *xm;           // (N, in_max) dropout mask, x * mask
+	float *xm;                  // (N, in_max) x * dropout mask
 	float *lscr;                // (N * r + N * in_max) lora_linear_backward scratch
 } tbufs;
 
@@ -142,8 +147,14 @@ static size_t carve_bufs(const model_config *c, const lora_config *lc, const tra
 		s.gate = take(base, &off, N * F);
 		s.up = take(base, &off, N * F);
 		if (lc)
-			for (int k = 0; k < LORA_N_KINDS; k++)
-				if (lc->targets & (1u << k)) s.xa[k] = take(base, &off, N * (size_t)lc->r);
+			for (int k = 0; k < LORA_N_KINDS; k++) {
+				if (!(lc->targets & (1u << k))) continue;
+				s.xa[k] = take(base, &off, N * (size_t)lc->r);
+				if (lc->dropout > 0 && train) { /* eval forwards never drop */
+					size_t in = k == 3 ? QD : k == 6 ? F : C;
+					s.drop[k] = (uint16_t *)take(base, &off, (N * in + 31) / 32);
+				}
+			}
 		if (sets) sets[i] = s;
 	}
 	tb.tmpC = take(base, &off, N * C);
@@ -165,10 +176,7 @@ static size_t carve_bufs(const model_config *c, const lora_config *lc, const tra
 		tb.dattn = take(base, &off, N * Hq);
 	}
 	if (lc) {
-		if (lc->dropout > 0 && train) { /* eval forwards never drop */
-			tb.mask = take(base, &off, N * inmax);
-			tb.xm = take(base, &off, N * inmax);
-		}
+		if (lc->dropout > 0 && train) tb.xm = take(base, &off, N * inmax);
 		if (train) tb.lscr = take(base, &off, N * (size_t)lc->r + N * inmax);
 	}
 	if (b) *b = tb;
@@ -348,10 +356,14 @@ void train_zero_grad(train_ctx *t)
 void train_set_seed(train_ctx *t, uint64_t seed) { t->seed = seed; }
 
 /* ---- randomness ------------------------------------------------------------------------------
- * Counter-based: 64-bit word j of stream (seed, tag) is splitmix64's output for state
- * key + j * gamma (key from the seed and the tag), and gives elements 2j and 2j+1 24 bits
- * each. So the backward (and a checkpointed recompute) regenerates a dropout mask bit for
- * bit instead of storing it, and the draw does not depend on the thread count. */
+ * Counter-based streams keyed by (seed, tag): element i's draw is a hash of (key, i), so a
+ * checkpointed recompute regenerates it bit for bit and the draw does not depend on the
+ * thread count.
+ * - NEFTune noise: 64-bit word j of the stream is splitmix64's output for state
+ *   key + j * gamma and gives elements 2j and 2j+1 24 bits each (rng_fill).
+ * - LoRA dropout: element i of a (layer, module)'s (N, in) input is dropped when the 32-bit
+ *   tsimd_drop_hash(key, i) < round(p * 2^32) (train_simd.c, 16 lanes at a time); the
+ *   forward draws the keep bits once into the layer's lsave and the backward reads them. */
 
 static inline uint64_t mix64(uint64_t z)
 {
@@ -366,29 +378,27 @@ static uint64_t stream_key(uint64_t seed, uint64_t tag) { return mix64(mix64(see
 #define TAG_NEFTUNE 0xfeedULL
 #define TAG_DROPOUT(layer, kind) (0x10000ULL + (uint64_t)(layer) * 16 + (uint64_t)(kind))
 
-/* out[i] = lo + (hi - lo) * u_i, or (when mask_p >= 0) out[i] = u_i < mask_p ? 0 : keep, where
- * u_i in [0, 1) is element i of the stream; add: out[i] += instead of =. */
-static void rng_fill(float *out, size_t n, uint64_t key, float mask_p, float keep, float lo, float hi, int add)
+/* out[i] += lo + (hi - lo) * u_i, where u_i in [0, 1) is element i of the stream. */
+static void rng_fill(float *out, size_t n, uint64_t key, float lo, float hi)
 {
 	size_t pairs = (n + 1) / 2;
 #pragma omp parallel for schedule(static)
 	for (size_t j = 0; j < pairs; j++) {
 		uint64_t h = mix64(key + j * 0x9e3779b97f4a7c15ULL);
 		float u[2] = {(float)((h >> 8) & 0xffffff) * 0x1p-24f, (float)(h >> 40) * 0x1p-24f};
-		for (size_t e = 0; e < 2 && 2 * j + e < n; e++) {
-			float v = mask_p >= 0 ? (u[e] < mask_p ? 0.0f : keep) : lo + (hi - lo) * u[e];
-			if (add) out[2 * j + e] += v;
-			else out[2 * j + e] = v;
-		}
+		for (size_t e = 0; e < 2 && 2 * j + e < n; e++) out[2 * j + e] += lo + (hi - lo) * u[e];
 	}
 }
 
-/* Inverted-dropout mask (N * in): 0 with probability p, else 1 / (1 - p). */
-static void make_mask(const train_ctx *t, int li, int kind, float *mask, size_t n)
+/* Inverted dropout of a LoRA input (N * in): keep bits drawn into bits (0 with probability
+ * p, else kept and scaled by 1 / (1 - p)). */
+static void make_mask(const train_ctx *t, int li, int kind, uint16_t *bits, size_t n)
 {
-	float p = (float)t->lora->cfg.dropout, keep = (float)(1.0 / (1.0 - t->lora->cfg.dropout));
-	rng_fill(mask, n, stream_key(t->seed, TAG_DROPOUT(li, kind)), p, keep, 0, 0, 0);
+	tsimd_drop_bits(bits, n, stream_key(t->seed, TAG_DROPOUT(li, kind)),
+			tsimd_drop_threshold(t->lora->cfg.dropout));
 }
+
+static float drop_keep(const train_ctx *t) { return (float)(1.0 / (1.0 - t->lora->cfg.dropout)); }
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
@@ -399,19 +409,33 @@ static const lora_pair *pair_of(const train_ctx *t, int li, int kind)
 	return p->A ? p : NULL;
 }
 
-/* y = x @ W^T + bias (+ LoRA). */
+/* y[n] += bias */
+static void add_bias(float *y, const float *bias, int N, int out)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++)
+		for (int o = 0; o < out; o++) y[(size_t)n * out + o] += bias[o];
+}
+
+/* y = x @ W^T + bias (+ LoRA). With an adapter, its term is written first (and the bias
+ * added), then the base product accumulated onto it by the gemm (beta = 1): no separate
+ * clearing pass of y. */
 static void lin_fwd(const train_ctx *t, int li, int kind, float *y, const float *x, const float *W,
 		    const float *bias, int in, int out, lsave *s, int N, int train)
 {
-	ops_matmul_forward(y, x, W, bias, N, in, out);
 	const lora_pair *p = pair_of(t, li, kind);
-	if (!p) return;
-	const float *mask = NULL;
-	if (train && t->lora->cfg.dropout > 0) {
-		make_mask(t, li, kind, t->b.mask, (size_t)N * in);
-		mask = t->b.mask;
+	if (!p) {
+		ops_matmul_forward(y, x, W, bias, N, in, out);
+		return;
 	}
-	lora_linear_forward(y, s->xa[kind], t->b.xm, x, mask, p, t->lora->scale, N);
+	const uint16_t *bits = NULL;
+	if (train && t->lora->cfg.dropout > 0) {
+		make_mask(t, li, kind, s->drop[kind], (size_t)N * in);
+		bits = s->drop[kind];
+	}
+	lora_linear_forward_bits(y, s->xa[kind], t->b.xm, x, bits, drop_keep(t), p, t->lora->scale, N, 1);
+	if (bias) add_bias(y, bias, N, out);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
 }
 
 static void add_into(float *out, const float *a, const float *b, size_t n)
@@ -502,7 +526,7 @@ static void embed_fwd(const train_ctx *t, const batch *b, float *h, int train)
 		/* transformers neftune_post_forward_hook: dims = T * C of the embedding output,
 		 * noise U(-mag, mag), mag = alpha / sqrt(dims), added after Gemma's scale. */
 		float mag = (float)(t->o.neftune_alpha / sqrt((double)b->T * (double)C));
-		rng_fill(h, (size_t)N * C, stream_key(t->seed, TAG_NEFTUNE), -1, 0, -mag, mag, 1);
+		rng_fill(h, (size_t)N * C, stream_key(t->seed, TAG_NEFTUNE), -mag, mag);
 	}
 }
 
@@ -525,20 +549,28 @@ int train_eval(train_ctx *t, const batch *b, ops_ce_stats *st, sft_error *err)
 /* ---- backward ------------------------------------------------------------------------------ */
 
 
-/* dx (or NULL) += dy @ W; dW, db (or NULL) += ...; plus the LoRA pair's gradients. */
-static void lin_bwd(const train_ctx *t, int li, int kind, float *dx, float *dW, float *db,
+/* dx (or NULL) += dy @ W (set: dx = dy @ W, no clearing pass needed); dW, db (or NULL) +=
+ * ...; plus the LoRA pair's gradients. gemm with beta = 0 gives the same bits as clearing
+ * dx and accumulating with beta = 1 (OpenBLAS clears C, then runs the same kernels). With
+ * an adapter and set, the adapter's dx term is written first and the base product
+ * accumulated onto it. */
+static void lin_bwd(const train_ctx *t, int li, int kind, float *dx, int set, float *dW, float *db,
 		    const float *dy, const float *x, const float *W, int in, int out, const lsave *s, int N)
 {
-	ops_matmul_backward(dx, dW, db, dy, x, W, N, in, out);
 	const lora_pair *p = pair_of(t, li, kind);
-	if (!p) return;
-	const float *mask = NULL;
-	if (t->lora->cfg.dropout > 0) {
-		make_mask(t, li, kind, t->b.mask, (size_t)N * in);
-		mask = t->b.mask;
-	}
-	lora_pair *g = &t->gl->pairs[li][kind];
-	lora_linear_backward(dx, g->A, g->B, t->b.lscr, dy, x, mask, s->xa[kind], p, t->lora->scale, N);
+	const uint16_t *bits = p && t->lora->cfg.dropout > 0 ? s->drop[kind] : NULL;
+	lora_pair *g = p ? &t->gl->pairs[li][kind] : NULL;
+	int lora_first = p && dx && set;
+	if (lora_first)
+		lora_linear_backward_bits(dx, g->A, g->B, t->b.lscr, dy, x, bits, drop_keep(t), s->xa[kind], p,
+					  t->lora->scale, N, 1);
+	if (dx)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, out, W, in,
+			    set && !lora_first ? 0.0f : 1.0f, dx, in);
+	if (dW || db) ops_matmul_backward(NULL, dW, db, dy, x, W, N, in, out);
+	if (p && !lora_first)
+		lora_linear_backward_bits(dx, g->A, g->B, t->b.lscr, dy, x, bits, drop_keep(t), s->xa[kind], p,
+					  t->lora->scale, N, 0);
 }
 
 /* In: t->b.dh = dL/dh_out. Out: t->b.dh = dL/dh_in (when need_dx), parameter gradients
@@ -566,22 +598,25 @@ static void layer_bwd(const train_ctx *t, int li, const lsave *s, const float *h
 		ops_rmsnorm_backward(B->dtmp, GL(ffn_post_norm), dh, s->d, l->ffn_post_norm, s->rd, off, N, C);
 		dd = B->dtmp;
 	}
-	float *a = B->actF; /* act output, recomputed (cheaper than keeping (N, F) per layer) */
+	/* act output, recomputed (cheaper than keeping (N, F) per layer); SwiGLU with the
+	 * vectorized exp of train_simd.h (within 2e-7 of the forward's values) */
+	float *a = B->actF;
 	if (c->act == MODEL_ACT_GELU_TANH) ops_geglu_forward(a, s->gate, s->up, NF);
-	else ops_swiglu_forward(a, s->gate, s->up, NF);
-	zero(B->dF1, NF);
-	lin_bwd(t, li, 6, B->dF1, GL(w_down), NULL, dd, a, l->w_down, F, C, s, N);
+	else tsimd_swiglu_fwd(a, s->gate, s->up, NF);
+	lin_bwd(t, li, 6, B->dF1, 1, GL(w_down), NULL, dd, a, l->w_down, F, C, s, N);
 	float *dgate = a, *dup = B->dF2;
-	zero(dgate, NF);
-	zero(dup, NF);
-	if (c->act == MODEL_ACT_GELU_TANH) ops_geglu_backward(dgate, dup, B->dF1, s->gate, s->up, NF);
-	else ops_swiglu_backward(dgate, dup, B->dF1, s->gate, s->up, NF);
-	zero(B->dxn, NC);
+	if (c->act == MODEL_ACT_GELU_TANH) {
+		zero(dgate, NF);
+		zero(dup, NF);
+		ops_geglu_backward(dgate, dup, B->dF1, s->gate, s->up, NF);
+	} else {
+		tsimd_swiglu_bwd(dgate, dup, B->dF1, s->gate, s->up, NF);
+	}
 	/* the forward's ffn_norm output, recomputed bit for bit (cheaper than (N, C) per layer) */
 	float *xr = B->tmpC;
 	ops_rmsnorm_forward(xr, NULL, s->h_mid, l->ffn_norm, off, (float)c->rms_eps, N, C);
-	lin_bwd(t, li, 4, B->dxn, GL(w_gate), NULL, dgate, xr, l->w_gate, C, F, s, N);
-	lin_bwd(t, li, 5, B->dxn, GL(w_up), NULL, dup, xr, l->w_up, C, F, s, N);
+	lin_bwd(t, li, 4, B->dxn, 1, GL(w_gate), NULL, dgate, xr, l->w_gate, C, F, s, N);
+	lin_bwd(t, li, 5, B->dxn, 0, GL(w_up), NULL, dup, xr, l->w_up, C, F, s, N);
 	ops_rmsnorm_backward(dh, GL(ffn_norm), B->dxn, s->h_mid, l->ffn_norm, s->rstd2, off, N, C);
 
 	/* attention block: h_mid = h_in + [post_norm](o_proj(attention(rope(norm(q/k/v(xn1)))))) */
@@ -591,8 +626,7 @@ static void layer_bwd(const train_ctx *t, int li, const lsave *s, const float *h
 		ops_rmsnorm_backward(B->dtmp, GL(attn_post_norm), dh, s->o, l->attn_post_norm, s->ro, off, N, C);
 		dout = B->dtmp;
 	}
-	zero(B->dQ1, (size_t)N * QD);
-	lin_bwd(t, li, 3, B->dQ1, GL(wo), GL(bo), dout, s->att, l->wo, QD, C, s, N);
+	lin_bwd(t, li, 3, B->dQ1, 1, GL(wo), GL(bo), dout, s->att, l->wo, QD, C, s, N);
 	zero(B->dQ2, (size_t)N * QD);
 	zero(B->dK1, (size_t)N * KD);
 	zero(B->dV, (size_t)N * KD);
@@ -614,11 +648,10 @@ static void layer_bwd(const train_ctx *t, int li, const lsave *s, const float *h
 		dkp = B->dK1;
 	}
 	float *dx = need_dx ? B->dxn : NULL;
-	if (dx) zero(dx, NC);
 	ops_rmsnorm_forward(xr, NULL, h_in, l->attn_norm, off, (float)c->rms_eps, N, C);
-	lin_bwd(t, li, 0, dx, GL(wq), GL(bq), dqp, xr, l->wq, C, QD, s, N);
-	lin_bwd(t, li, 1, dx, GL(wk), GL(bk), dkp, xr, l->wk, C, KD, s, N);
-	lin_bwd(t, li, 2, dx, GL(wv), GL(bv), B->dV, xr, l->wv, C, KD, s, N);
+	lin_bwd(t, li, 0, dx, 1, GL(wq), GL(bq), dqp, xr, l->wq, C, QD, s, N);
+	lin_bwd(t, li, 1, dx, 0, GL(wk), GL(bk), dkp, xr, l->wk, C, KD, s, N);
+	lin_bwd(t, li, 2, dx, 0, GL(wv), GL(bv), B->dV, xr, l->wv, C, KD, s, N);
 	if (need_dx) ops_rmsnorm_backward(dh, GL(attn_norm), dx, h_in, l->attn_norm, s->rstd1, off, N, C);
 #undef GL
 }

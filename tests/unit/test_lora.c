@@ -35,11 +35,13 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <omp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lora.h"
 #include "safetensors.h"
+#include "train_simd.h"
 #include "test_util.h"
 
 static const char *fixdir(void)
@@ -325,6 +327,114 @@ static void test_linear_reference(void **state)
 	run_linear_case(1, 3, 1, 2, 1, 0.5f);
 }
 
+/* ---- dropout keep bits and the rank-r kernels (train_simd.h) ------------------------------ */
+
+/* The bits follow tsimd_drop_hash element by element (the AVX-512 path and the portable
+ * one compute the same function), do not depend on the thread count, and drop about p. */
+static void test_drop_bits(void **state)
+{
+	(void)state;
+	assert_int_equal(tsimd_drop_threshold(0), 0);
+	assert_true(tsimd_drop_threshold(0.5) == 0x80000000u);
+	size_t n = ((size_t)1 << 20) + 5, nw = (n + 15) / 16;
+	uint16_t *b1 = malloc(nw * 2), *b2 = malloc(nw * 2), *b3 = malloc(nw * 2);
+	uint64_t key = 0x0123456789abcdefull;
+	uint32_t thr = tsimd_drop_threshold(0.1);
+	int nthr = omp_get_max_threads();
+	omp_set_num_threads(1);
+	tsimd_drop_bits(b1, n, key, thr);
+	omp_set_num_threads(2);
+	tsimd_drop_bits(b2, n, key, thr);
+	omp_set_num_threads(nthr);
+	assert_memory_equal(b1, b2, nw * 2);
+	size_t dropped = 0;
+	for (size_t i = 0; i < n; i++) {
+		int bit = (b1[i / 16] >> (i % 16)) & 1;
+		assert_int_equal(bit, tsimd_drop_hash(key, i) >= thr);
+		dropped += !bit;
+	}
+	/* binomial: sigma = sqrt(p (1 - p) / n) = 2.9e-4; 5 sigma */
+	double frac = (double)dropped / (double)n;
+	if (fabs(frac - 0.1) > 1.5e-3) fail_msg("dropped fraction %g, want 0.1", frac);
+	tsimd_drop_bits(b3, n, key + 1, thr); /* another stream */
+	size_t same = 0;
+	for (size_t w = 0; w < nw; w++) same += b3[w] == b1[w];
+	assert_true(same < nw / 4);
+	free(b1), free(b2), free(b3);
+}
+
+/* lora_linear_*_bits (the rank-r kernels for r <= TSIMD_LORA_MAX_R on AVX-512 CPUs, else
+ * the gemm path) against the fp64 reference with the equivalent float mask, in accumulate
+ * and in set mode, and bit for bit the same with 1 and with 2 threads. Shapes with tails
+ * everywhere (N, in, out not multiples of the tiles, r not a multiple of 16, r > the
+ * kernels' limit). Tolerance as run_linear_case. */
+static void run_bits_case(int N, int in, int r, int out, double p, float scale)
+{
+	size_t ni = (size_t)N * in, no = (size_t)N * out, nr = (size_t)N * r, na = (size_t)r * in, nb = (size_t)out * r;
+	float *x = malloc(ni * 4), *mask = malloc(ni * 4), *A = malloc(na * 4), *B = malloc(nb * 4), *dy = malloc(no * 4),
+	      *y0 = malloc(no * 4), *y = malloc(no * 4), *y1 = malloc(no * 4), *xa = malloc(nr * 4), *xm = malloc(ni * 4),
+	      *scr = malloc((nr + ni) * 4), *dx = malloc(ni * 4), *dx1 = malloc(ni * 4), *dA = malloc(na * 4),
+	      *dA1 = malloc(na * 4), *dB = malloc(nb * 4), *dB1 = malloc(nb * 4);
+	double *ry = malloc(no * 8), *rdx = malloc(ni * 8), *rdA = malloc(na * 8), *rdB = malloc(nb * 8);
+	uint16_t *bits = malloc((ni + 15) / 16 * 2);
+	fill(x, ni);
+	fill(A, na);
+	fill(B, nb);
+	fill(dy, no);
+	fill(y0, no);
+	float keep = (float)(1.0 / (1.0 - p));
+	const uint16_t *bm = NULL;
+	if (p > 0) {
+		tsimd_drop_bits(bits, ni, 77 + (uint64_t)N, tsimd_drop_threshold(p));
+		bm = bits;
+	}
+	for (size_t i = 0; i < ni; i++) mask[i] = !bm || ((bm[i / 16] >> (i % 16)) & 1) ? keep : 0.0f;
+	ref_linear(ry, rdx, rdA, rdB, x, bm ? mask : NULL, A, B, dy, y0, scale, N, in, r, out);
+	lora_pair pr = {.A = A, .B = B, .in = in, .out = out, .r = r};
+	int nthr = omp_get_max_threads();
+	for (int th = 1; th <= 2; th++) {
+		omp_set_num_threads(th);
+		float *Y = th == 1 ? y : y1, *DX = th == 1 ? dx : dx1, *DA = th == 1 ? dA : dA1, *DB = th == 1 ? dB : dB1;
+		memcpy(Y, y0, no * 4);
+		for (size_t i = 0; i < ni; i++) DX[i] = 0.5f;
+		for (size_t i = 0; i < na; i++) DA[i] = 0.5f;
+		for (size_t i = 0; i < nb; i++) DB[i] = 0.5f;
+		lora_linear_forward_bits(Y, xa, xm, x, bm, keep, &pr, scale, N, 0);
+		lora_linear_backward_bits(DX, DA, DB, scr, dy, x, bm, keep, xa, &pr, scale, N, 0);
+	}
+	omp_set_num_threads(nthr);
+	check_close("bits y", y, ry, no, 1e-5);
+	check_close("bits dx", dx, rdx, ni, 1e-5);
+	check_close("bits dA", dA, rdA, na, 1e-5);
+	check_close("bits dB", dB, rdB, nb, 1e-5);
+	assert_memory_equal(y, y1, no * 4);
+	assert_memory_equal(dx, dx1, ni * 4);
+	assert_memory_equal(dA, dA1, na * 4);
+	assert_memory_equal(dB, dB1, nb * 4);
+	/* set mode: y = the adapter's term, dx = its term (old contents ignored) */
+	for (size_t i = 0; i < no; i++) y[i] = NAN, ry[i] -= y0[i];
+	for (size_t i = 0; i < ni; i++) dx[i] = NAN, rdx[i] -= 0.5;
+	lora_linear_forward_bits(y, xa, xm, x, bm, keep, &pr, scale, N, 1);
+	lora_linear_backward_bits(dx, NULL, NULL, scr, dy, x, bm, keep, xa, &pr, scale, N, 1);
+	check_close("bits set y", y, ry, no, 1e-5);
+	check_close("bits set dx", dx, rdx, ni, 1e-5);
+	free(x), free(mask), free(A), free(B), free(dy), free(y0), free(y), free(y1), free(xa), free(xm), free(scr);
+	free(dx), free(dx1), free(dA), free(dA1), free(dB), free(dB1), free(ry), free(rdx), free(rdA), free(rdB);
+	free(bits);
+}
+
+static void test_linear_bits(void **state)
+{
+	(void)state;
+	run_bits_case(37, 40, 3, 24, 0.3, 2.0f);
+	run_bits_case(70, 160, 16, 48, 0.05, 2.0f);
+	run_bits_case(33, 50, 20, 17, 0.5, (float)(16 / sqrt(20.0)));
+	run_bits_case(19, 64, 64, 80, 0.1, 0.5f);
+	run_bits_case(300, 33, 8, 130, 0.2, 1.0f); /* more rows than one row tile */
+	run_bits_case(9, 12, 8, 7, 0, 2.0f);       /* no dropout */
+	run_bits_case(5, 20, 65, 9, 0.25, 2.0f);   /* r above TSIMD_LORA_MAX_R: the gemm path */
+}
+
 /* ---- the adapted linear vs peft's lora.Linear (torch autograd) --------------------------- */
 
 static float *st_f32(const st_file *f, const char *name)
@@ -386,6 +496,24 @@ static void test_linear_torch(void **state)
 		check_close_f(T("dx"), dx, wdx, (size_t)N * in, 1e-5);
 		check_close_f(T("dA"), dA, wdA, (size_t)r * in, 1e-5);
 		check_close_f(T("dB"), dB, wdB, (size_t)out * r, 1e-5);
+		/* the same through the keep-bits API (the torch mask's zeros as dropped bits) */
+		size_t ni = (size_t)N * in;
+		uint16_t *bits = calloc((ni + 15) / 16, 2);
+		float keep = 1.0f;
+		for (size_t i = 0; mask && i < ni; i++) {
+			if (mask[i] != 0) bits[i / 16] |= (uint16_t)(1u << (i % 16)), keep = mask[i];
+		}
+		memset(y, 0, (size_t)N * out * 4), memset(dx, 0, ni * 4);
+		memset(dA, 0, (size_t)r * in * 4), memset(dB, 0, (size_t)out * r * 4);
+		ops_matmul_forward(y, x, W, NULL, N, in, out);
+		lora_linear_forward_bits(y, xa, xm, x, mask ? bits : NULL, keep, &p, scale, N, 0);
+		ops_matmul_backward(dx, NULL, NULL, dy, x, W, N, in, out);
+		lora_linear_backward_bits(dx, dA, dB, scr, dy, x, mask ? bits : NULL, keep, xa, &p, scale, N, 0);
+		check_close_f(T("bits y"), y, wy, (size_t)N * out, 1e-5);
+		check_close_f(T("bits dx"), dx, wdx, ni, 1e-5);
+		check_close_f(T("bits dA"), dA, wdA, (size_t)r * in, 1e-5);
+		check_close_f(T("bits dB"), dB, wdB, (size_t)out * r, 1e-5);
+		free(bits);
 #undef T
 		free(x), free(W), free(A), free(B), free(dy), free(wy), free(wdx), free(wdA), free(wdB), free(mask);
 		free(y), free(xa), free(xm), free(scr), free(dx), free(dA), free(dB);
@@ -954,6 +1082,8 @@ int main(void)
 		cmocka_unit_test(test_init),
 		cmocka_unit_test(test_linear_reference),
 		cmocka_unit_test(test_linear_torch),
+		cmocka_unit_test(test_drop_bits),
+		cmocka_unit_test(test_linear_bits),
 		cmocka_unit_test(test_load_resave),
 		cmocka_unit_test(test_logits_merged),
 		cmocka_unit_test(test_c_adapter),

@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,6 +533,55 @@ static void check_ckpt(const char *arch, int use_lora)
 	model_free(m);
 }
 
+/* The thread count changes nothing: the same step with 1 and with 2 OpenMP threads gives
+ * the same loss and the same gradient bits (LoRA with dropout and NEFTune; full FT). */
+static void check_threads(const char *arch, int use_lora)
+{
+	model *m = load_model(arch);
+	json_t *c = load_cases(arch);
+	st_file *init = use_lora ? load_st(arch, "lora_all.safetensors") : NULL;
+	const json_t *lv = json_object_get(json_object_get(c, "lora"), "all");
+	lora_adapter *a = use_lora ? fixture_adapter(m, lv, init, 0.2) : NULL;
+	batch b;
+	batch4(c, m->cfg.vocab_size, &b);
+	sft_error err = {0};
+	train_opts o = {.max_B = 4, .max_T = b.T, .neftune_alpha = 5};
+	train_ctx *t = train_ctx_new(m, a, &o, &err);
+	assert_non_null(t);
+	double scale = 1.0 / (double)b.n_targets;
+	int nthr = omp_get_max_threads();
+	float *g[2];
+	double loss[2];
+	for (int k = 0; k < 2; k++) {
+		omp_set_num_threads(k ? 2 : 1);
+		train_zero_grad(t);
+		train_set_seed(t, 1234);
+		ops_ce_stats st;
+		assert_int_equal(train_step(t, &b, scale, &st, &err), 0);
+		loss[k] = st.loss_sum;
+		g[k] = grads_copy(t);
+	}
+	omp_set_num_threads(nthr);
+	assert_true(loss[0] == loss[1]);
+	int n;
+	train_param *ps = params_of(t, &n);
+	size_t tot = 0;
+	for (int i = 0; i < n; i++) tot += ps[i].n;
+	assert_memory_equal(g[0], g[1], tot * sizeof(float));
+	free(ps);
+	free(g[0]);
+	free(g[1]);
+	train_ctx_free(t);
+	lora_free(a);
+	safetensors_close(init);
+	batch_free(&b);
+	json_decref(c);
+	model_free(m);
+}
+
+static void test_threads_llama_lora(void **s) { (void)s; check_threads("llama", 1); }
+static void test_threads_gemma3_full(void **s) { (void)s; check_threads("gemma3", 0); }
+
 static void test_ckpt_llama(void **s) { (void)s; check_ckpt("llama", 0); }
 static void test_ckpt_qwen3(void **s) { (void)s; check_ckpt("qwen3", 0); }
 static void test_ckpt_gemma3_lora(void **s) { (void)s; check_ckpt("gemma3", 1); }
@@ -740,6 +790,8 @@ int main(void)
 		cmocka_unit_test(test_adam_gemma3_lora),
 		cmocka_unit_test(test_ga_llama),
 		cmocka_unit_test(test_ga_gemma3_lora),
+		cmocka_unit_test(test_threads_llama_lora),
+		cmocka_unit_test(test_threads_gemma3_full),
 		cmocka_unit_test(test_ckpt_llama),
 		cmocka_unit_test(test_ckpt_qwen3),
 		cmocka_unit_test(test_ckpt_gemma3_lora),
