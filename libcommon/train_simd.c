@@ -173,22 +173,49 @@ T512 static void ew_avx512(int op, float *dst, const float *x, const uint16_t *b
 }
 #endif
 
-static void ew(int op, float *dst, const float *x, const uint16_t *bits, const float *mask, float a, size_t n)
+/* One element-wise job: the mask ops (op 0..4 above) or SwiGLU (op EW_SWIGLU_FWD / _BWD:
+ * dst = out / dgate). */
+enum { EW_SWIGLU_FWD = 16, EW_SWIGLU_BWD };
+typedef struct ew_job {
+	int op;
+	float *dst, *dup;
+	const float *x, *mask, *dout, *gate, *up;
+	const uint16_t *bits;
+	float a;
+} ew_job;
+
+static void swiglu_generic(int bwd, float *out, float *dup, const float *dout, const float *gate, const float *up,
+			   size_t i0, size_t i1);
+#ifdef TSIMD_AVX512
+T512 static void swiglu_avx512(int bwd, float *out, float *dup, const float *dout, const float *gate,
+			       const float *up, size_t i0, size_t i1);
+#endif
+
+/* Runs a job over n elements in chunks of CHUNK split statically over the threads. */
+static void ew_run(const ew_job *j, size_t n)
 {
 	size_t nc = (n + CHUNK - 1) / CHUNK;
-	int fast = sft_cpu_avx512();
+	int fast = sft_cpu_avx512(), sw = j->op >= EW_SWIGLU_FWD, bwd = j->op == EW_SWIGLU_BWD;
 #pragma omp parallel for schedule(static) if (nc > 1)
 	for (size_t c = 0; c < nc; c++) {
 		size_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
 #ifdef TSIMD_AVX512
 		if (fast) {
-			ew_avx512(op, dst, x, bits, mask, a, i0, i1);
+			if (sw) swiglu_avx512(bwd, j->dst, j->dup, j->dout, j->gate, j->up, i0, i1);
+			else ew_avx512(j->op, j->dst, j->x, j->bits, j->mask, j->a, i0, i1);
 			continue;
 		}
 #endif
 		(void)fast;
-		ew_generic(op, dst, x, bits, mask, a, i0, i1);
+		if (sw) swiglu_generic(bwd, j->dst, j->dup, j->dout, j->gate, j->up, i0, i1);
+		else ew_generic(j->op, j->dst, j->x, j->bits, j->mask, j->a, i0, i1);
 	}
+}
+
+static void ew(int op, float *dst, const float *x, const uint16_t *bits, const float *mask, float a, size_t n)
+{
+	ew_job j = {.op = op, .dst = dst, .x = x, .bits = bits, .mask = mask, .a = a};
+	ew_run(&j, n);
 }
 
 void tsimd_mask_mul(float *dst, const float *x, const uint16_t *bits, float keep, size_t n)
@@ -252,20 +279,8 @@ T512 static void swiglu_avx512(int bwd, float *out, float *dup, const float *dou
 
 static void swiglu(int bwd, float *out, float *dup, const float *dout, const float *gate, const float *up, size_t n)
 {
-	size_t nc = (n + CHUNK - 1) / CHUNK;
-	int fast = sft_cpu_avx512();
-#pragma omp parallel for schedule(static) if (nc > 1)
-	for (size_t c = 0; c < nc; c++) {
-		size_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-#ifdef TSIMD_AVX512
-		if (fast) {
-			swiglu_avx512(bwd, out, dup, dout, gate, up, i0, i1);
-			continue;
-		}
-#endif
-		(void)fast;
-		swiglu_generic(bwd, out, dup, dout, gate, up, i0, i1);
-	}
+	ew_job j = {.op = bwd ? EW_SWIGLU_BWD : EW_SWIGLU_FWD, .dst = out, .dup = dup, .dout = dout, .gate = gate, .up = up};
+	ew_run(&j, n);
 }
 
 void tsimd_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)

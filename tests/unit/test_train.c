@@ -489,17 +489,44 @@ static void check_ga(const char *arch, int use_lora)
 static void test_ga_llama(void **s) { (void)s; check_ga("llama", 0); }
 static void test_ga_gemma3_lora(void **s) { (void)s; check_ga("gemma3", 1); }
 
+/* A tiny model, its cases, optionally the all-linear LoRA fixture adapter (dropout p) and a
+ * batch of 4 rows: the setup the checkpointing and thread-count checks share. */
+typedef struct tcase {
+	model *m;
+	json_t *c;
+	st_file *init;
+	lora_adapter *a;
+	batch b;
+} tcase;
+
+static void tcase_open(tcase *tc, const char *arch, int use_lora, double dropout)
+{
+	tc->m = load_model(arch);
+	tc->c = load_cases(arch);
+	tc->init = use_lora ? load_st(arch, "lora_all.safetensors") : NULL;
+	const json_t *lv = json_object_get(json_object_get(tc->c, "lora"), "all");
+	tc->a = use_lora ? fixture_adapter(tc->m, lv, tc->init, dropout) : NULL;
+	batch4(tc->c, tc->m->cfg.vocab_size, &tc->b);
+}
+
+static void tcase_close(tcase *tc)
+{
+	lora_free(tc->a);
+	safetensors_close(tc->init);
+	batch_free(&tc->b);
+	json_decref(tc->c);
+	model_free(tc->m);
+}
+
 /* Checkpointing gives the same bits as keeping every activation, with NEFTune and LoRA
  * dropout active (both regenerated from the seed). */
 static void check_ckpt(const char *arch, int use_lora)
 {
-	model *m = load_model(arch);
-	json_t *c = load_cases(arch);
-	st_file *init = use_lora ? load_st(arch, "lora_all.safetensors") : NULL;
-	const json_t *lv = json_object_get(json_object_get(c, "lora"), "all");
-	lora_adapter *a = use_lora ? fixture_adapter(m, lv, init, 0.25) : NULL;
-	batch b;
-	batch4(c, m->cfg.vocab_size, &b);
+	tcase tc;
+	tcase_open(&tc, arch, use_lora, 0.25);
+	model *m = tc.m;
+	lora_adapter *a = tc.a;
+	batch b = tc.b;
 	sft_error err = {0};
 	train_opts o = {.max_B = 4, .max_T = b.T, .neftune_alpha = 5};
 	train_opts oc = o;
@@ -526,24 +553,18 @@ static void check_ckpt(const char *arch, int use_lora)
 	free(p1);
 	train_ctx_free(t0);
 	train_ctx_free(t1);
-	lora_free(a);
-	safetensors_close(init);
-	batch_free(&b);
-	json_decref(c);
-	model_free(m);
+	tcase_close(&tc);
 }
 
 /* The thread count changes nothing: the same step with 1 and with 2 OpenMP threads gives
  * the same loss and the same gradient bits (LoRA with dropout and NEFTune; full FT). */
 static void check_threads(const char *arch, int use_lora)
 {
-	model *m = load_model(arch);
-	json_t *c = load_cases(arch);
-	st_file *init = use_lora ? load_st(arch, "lora_all.safetensors") : NULL;
-	const json_t *lv = json_object_get(json_object_get(c, "lora"), "all");
-	lora_adapter *a = use_lora ? fixture_adapter(m, lv, init, 0.2) : NULL;
-	batch b;
-	batch4(c, m->cfg.vocab_size, &b);
+	tcase tc;
+	tcase_open(&tc, arch, use_lora, 0.2);
+	model *m = tc.m;
+	lora_adapter *a = tc.a;
+	batch b = tc.b;
 	sft_error err = {0};
 	train_opts o = {.max_B = 4, .max_T = b.T, .neftune_alpha = 5};
 	train_ctx *t = train_ctx_new(m, a, &o, &err);
@@ -572,11 +593,7 @@ static void check_threads(const char *arch, int use_lora)
 	free(g[0]);
 	free(g[1]);
 	train_ctx_free(t);
-	lora_free(a);
-	safetensors_close(init);
-	batch_free(&b);
-	json_decref(c);
-	model_free(m);
+	tcase_close(&tc);
 }
 
 static void test_threads_llama_lora(void **s) { (void)s; check_threads("llama", 1); }
