@@ -407,10 +407,21 @@ static void run_bits_case(int N, int in, int r, int out, double p, float scale)
 	check_close("bits dx", dx, rdx, ni, 1e-5);
 	check_close("bits dA", dA, rdA, na, 1e-5);
 	check_close("bits dB", dB, rdB, nb, 1e-5);
-	assert_memory_equal(y, y1, no * 4);
-	assert_memory_equal(dx, dx1, ni * 4);
-	assert_memory_equal(dA, dA1, na * 4);
-	assert_memory_equal(dB, dB1, nb * 4);
+	if (tsimd_lora_ok(r)) {
+		/* thread-count independence is the rank-r kernels' property */
+		assert_memory_equal(y, y1, no * 4);
+		assert_memory_equal(dx, dx1, ni * 4);
+		assert_memory_equal(dA, dA1, na * 4);
+		assert_memory_equal(dB, dB1, nb * 4);
+	} else {
+		/* the gemm path (no AVX-512, or r > TSIMD_LORA_MAX_R): OpenBLAS gemm is deterministic
+		 * for a fixed thread count only (docs/ops.md), e.g. with OPENBLAS_CORETYPE=Haswell
+		 * its 1- and 2-thread results differ in the last bits; both must be right */
+		check_close("bits y (2 threads)", y1, ry, no, 1e-5);
+		check_close("bits dx (2 threads)", dx1, rdx, ni, 1e-5);
+		check_close("bits dA (2 threads)", dA1, rdA, na, 1e-5);
+		check_close("bits dB (2 threads)", dB1, rdB, nb, 1e-5);
+	}
 	/* set mode: y = the adapter's term, dx = its term (old contents ignored) */
 	for (size_t i = 0; i < no; i++) y[i] = NAN, ry[i] -= y0[i];
 	for (size_t i = 0; i < ni; i++) dx[i] = NAN, rdx[i] -= 0.5;
