@@ -330,6 +330,18 @@ static CURL *easy_new(const http_opts *o, const char *url, struct curl_slist **h
 	return h;
 }
 
+/* Runs a prepared transfer and frees it with its header list: the curl result, and the
+ * HTTP status (0 when none came back) in *status. */
+static CURLcode perform_free(CURL *h, struct curl_slist *hdrs, long *status)
+{
+	CURLcode rc = curl_easy_perform(h);
+	*status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	return rc;
+}
+
 static int status_error(const char *url, long st, const http_opts *o, sft_error *err)
 {
 	if (st == 401 || st == 403)
@@ -353,11 +365,8 @@ int http_get_mem(const http_opts *o, const char *url, int allow_404, char **body
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
 		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
-		CURLcode rc = curl_easy_perform(h);
-		long st = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-		curl_easy_cleanup(h);
-		curl_slist_free_all(hdrs);
+		long st;
+		CURLcode rc = perform_free(h, hdrs, &st);
 		int retry = 0;
 		if (rc != CURLE_OK)
 			retry = retryable_curl(rc);
@@ -465,11 +474,8 @@ int http_download(const http_opts *o, const char *url, const char *dest, int64_t
 		}
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, file_write);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		CURLcode rc = curl_easy_perform(h);
-		long status = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_cleanup(h);
-		curl_slist_free_all(hdrs);
+		long status;
+		CURLcode rc = perform_free(h, hdrs, &status);
 		if (x.prog)
 			progress_finish(x.prog);
 		free(x.buf);
@@ -557,11 +563,8 @@ int http_post_json(const http_opts *o, const char *url, const char *body, size_t
 		xfer x = {.h = h};
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mem_write);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		CURLcode rc = curl_easy_perform(h);
-		long st = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-		curl_easy_cleanup(h);
-		curl_slist_free_all(hdrs);
+		long st;
+		CURLcode rc = perform_free(h, hdrs, &st);
 		if (status)
 			*status = st;
 		if (rc == CURLE_OK && st >= 200 && st < 300) {
