@@ -91,20 +91,29 @@ static void softcap_row(float *row, int jlo, int jhi, float scale, float softcap
 	for (int j = jlo; j <= jhi; j++) row[j] = softcap * tanhf(scale * row[j] / softcap);
 }
 
+/* A forward tile row before its softmax: a fully masked row is zeroed (returns 0);
+ * otherwise its valid columns [*jlo, *jhi], softcapped in place when the model has a
+ * softcap, and the factor *sc the raw scores still need (scale, or 1 once capped). */
+static int fwd_row_prep(float *row, int r, const fwd_tile *t, int *jlo, int *jhi, float *sc)
+{
+	if (!row_range(r, t->di, t->nk, t->window, jlo, jhi)) {
+		memset(row, 0, (size_t)t->nk * sizeof *row);
+		return 0;
+	}
+	*sc = t->scale;
+	if (t->softcap > 0) {
+		softcap_row(row, *jlo, *jhi, t->scale, t->softcap);
+		*sc = 1;
+	}
+	return 1;
+}
+
 static void fwd_softmax_generic(float *S, const fwd_tile *t)
 {
 	for (int r = 0; r < t->M; r++) {
-		float *row = S + (size_t)r * SLD;
+		float *row = S + (size_t)r * SLD, sc;
 		int jlo, jhi;
-		if (!row_range(r, t->di, t->nk, t->window, &jlo, &jhi)) {
-			memset(row, 0, (size_t)t->nk * sizeof *row);
-			continue;
-		}
-		float sc = t->scale;
-		if (t->softcap > 0) {
-			softcap_row(row, jlo, jhi, t->scale, t->softcap);
-			sc = 1;
-		}
+		if (!fwd_row_prep(row, r, t, &jlo, &jhi, &sc)) continue;
 		float bm = -INFINITY;
 		for (int j = jlo; j <= jhi; j++) {
 			row[j] *= sc;
@@ -256,17 +265,9 @@ T512 static void fwd_softmax512(float *S, const fwd_tile *t)
 {
 	int nv = (t->nk + 15) / 16, nd = t->D / 16, dtail = t->D % 16;
 	for (int r = 0; r < t->M; r++) {
-		float *row = S + (size_t)r * SLD;
+		float *row = S + (size_t)r * SLD, sc;
 		int jlo, jhi;
-		if (!row_range(r, t->di, t->nk, t->window, &jlo, &jhi)) {
-			memset(row, 0, (size_t)t->nk * sizeof *row);
-			continue;
-		}
-		float sc = t->scale;
-		if (t->softcap > 0) {
-			softcap_row(row, jlo, jhi, t->scale, t->softcap);
-			sc = 1;
-		}
+		if (!fwd_row_prep(row, r, t, &jlo, &jhi, &sc)) continue;
 		__m512 scv = _mm512_set1_ps(sc), mx = _mm512_set1_ps(-INFINITY);
 		for (int v = 0; v < nv; v++) {
 			__mmask16 mk = lane_mask(v, jlo, jhi);
