@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 		for (int i = 5; i < argc && nb < 16; i++) batches[nb++] = atoi(argv[i]);
 	}
 	sft_error err = {0};
-	model *m = model_load_any(path, &err);
+	model *m = model_load_any(path, NULL, &err);
 	if (!m) die(&err);
 	int V = m->cfg.vocab_size, maxb = 1;
 	for (int i = 0; i < nb; i++)

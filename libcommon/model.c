@@ -854,9 +854,11 @@ int model_path_is_gguf(const char *path)
 	return ok;
 }
 
-model *model_load_any(const char *path, sft_error *err)
+model *model_load_any(const char *path, int *is_gguf, sft_error *err)
 {
-	if (model_path_is_gguf(path)) return model_load_gguf(path, err);
+	int gguf = model_path_is_gguf(path);
+	if (is_gguf) *is_gguf = gguf;
+	if (gguf) return model_load_gguf(path, err);
 	struct stat sb;
 	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
 		sft_error_set(err, SFT_EXIT_DATA,

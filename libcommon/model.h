@@ -132,8 +132,9 @@ model *model_load_gguf(const char *path, sft_error *err);
 /* 1 when path is a regular file that starts with the GGUF magic, else 0. */
 int model_path_is_gguf(const char *path);
 /* What the tools take as a model path: a GGUF file (told by its magic, whatever its name),
- * else a Hugging Face model directory; a regular file that is not GGUF is SFT_EXIT_DATA. */
-model *model_load_any(const char *path, sft_error *err);
+ * else a Hugging Face model directory; a regular file that is not GGUF is SFT_EXIT_DATA.
+ * is_gguf (or NULL): which of the two it was. */
+model *model_load_any(const char *path, int *is_gguf, sft_error *err);
 void model_free(model *m);
 
 /* ---- forward over a packed batch ---- */

@@ -252,7 +252,7 @@ static void check_model_files(const char *path, int need_tokenizer)
 /* The base model, with --adapter folded into its weights (W += scale * B @ A). */
 static model *load_model(const opts *o, sft_error *err)
 {
-	model *m = model_load_any(o->model, err);
+	model *m = model_load_any(o->model, NULL, err);
 	if (!m || !o->adapter) return m;
 	lora_adapter *a = lora_load(o->adapter, &m->cfg, err);
 	if (!a || lora_merge_into(m, a, err) < 0) {

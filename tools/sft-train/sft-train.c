@@ -157,8 +157,7 @@ int main(int argc, char **argv)
 	r.last_save_step = -1;
 
 	/* model */
-	r.base_is_gguf = model_path_is_gguf(cfg.model_name_or_path);
-	r.m = model_load_any(cfg.model_name_or_path, &err);
+	r.m = model_load_any(cfg.model_name_or_path, &r.base_is_gguf, &err);
 	if (!r.m)
 		die_err(&err);
 
