@@ -104,13 +104,30 @@ static double now_time(const st_run *r)
 	return r->st.train_seconds + (clock_now() - r->t_start);
 }
 
+/* Appends one metrics.jsonl line: o (consumed) plus the fields every line ends with. */
 static int emit(st_run *r, json_t *o, sft_error *err)
 {
+	json_object_set_new(o, "peak_rss_mb", json_real(metrics_peak_rss_mb()));
+	json_object_set_new(o, "time", json_real(now_time(r)));
 	int rc = jsonl_write(r->metrics, o);
 	json_decref(o);
 	if (rc < 0 || fflush(r->metrics) != 0)
 		return sft_error_set(err, SFT_EXIT_RUNTIME, "%s/metrics.jsonl: write error", r->cfg->output_dir);
 	return 0;
+}
+
+/* A trainer_state log_history entry: epoch first, step last (transformers' key order). */
+static json_t *history_new(const st_state *s)
+{
+	json_t *h = json_object();
+	json_object_set_new(h, "epoch", json_real(s->epoch));
+	return h;
+}
+
+static void history_push(st_state *s, json_t *h)
+{
+	json_object_set_new(h, "step", json_integer(s->global_step));
+	json_array_append_new(s->log_history, h);
 }
 
 static void tb(st_run *r, const char *tag, double v)
@@ -146,19 +163,15 @@ int metrics_log_train(st_run *r, double lr, double grad_norm, sft_error *err)
 	json_object_set_new(o, "trained_tokens", json_integer((json_int_t)s->targets_seen));
 	json_object_set_new(o, "tokens_per_s", json_real(tps));
 	json_object_set_new(o, "accuracy", isnan(acc) ? json_null() : json_real(acc));
-	json_object_set_new(o, "peak_rss_mb", json_real(metrics_peak_rss_mb()));
-	json_object_set_new(o, "time", json_real(now_time(r)));
 	if (emit(r, o, err) < 0)
 		return -1;
-	json_t *h = json_object();
-	json_object_set_new(h, "epoch", json_real(s->epoch));
+	json_t *h = history_new(s);
 	json_object_set_new(h, "grad_norm", json_real(grad_norm));
 	json_object_set_new(h, "learning_rate", json_real(lr));
 	json_object_set_new(h, "loss", json_real(loss));
 	json_object_set_new(h, "mean_token_accuracy", isnan(acc) ? json_null() : json_real(acc));
 	json_object_set_new(h, "num_tokens", json_integer((json_int_t)s->tokens_seen));
-	json_object_set_new(h, "step", json_integer(s->global_step));
-	json_array_append_new(s->log_history, h);
+	history_push(s, h);
 	tb(r, "train/loss", loss);
 	tb(r, "train/learning_rate", lr);
 	tb(r, "train/grad_norm", grad_norm);
@@ -187,18 +200,14 @@ int metrics_log_eval(st_run *r, double loss, double acc, uint64_t tokens, double
 	json_object_set_new(o, "eval_accuracy", isfinite(acc) ? json_real(acc) : json_null());
 	json_object_set_new(o, "eval_tokens", json_integer((json_int_t)tokens));
 	json_object_set_new(o, "eval_seconds", json_real(secs));
-	json_object_set_new(o, "peak_rss_mb", json_real(metrics_peak_rss_mb()));
-	json_object_set_new(o, "time", json_real(now_time(r)));
 	if (emit(r, o, err) < 0)
 		return -1;
-	json_t *h = json_object();
-	json_object_set_new(h, "epoch", json_real(s->epoch));
+	json_t *h = history_new(s);
 	json_object_set_new(h, "eval_loss", isfinite(loss) ? json_real(loss) : json_null());
 	json_object_set_new(h, "eval_mean_token_accuracy", isfinite(acc) ? json_real(acc) : json_null());
 	json_object_set_new(h, "eval_runtime", json_real(secs));
 	json_object_set_new(h, "eval_num_tokens", json_integer((json_int_t)tokens));
-	json_object_set_new(h, "step", json_integer(s->global_step));
-	json_array_append_new(s->log_history, h);
+	history_push(s, h);
 	tb(r, "eval/loss", loss);
 	tb(r, "eval/mean_token_accuracy", acc);
 	push_pt(&s->eval_pts, &s->n_eval, &s->cap_eval, s->global_step, loss);
