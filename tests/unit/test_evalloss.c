@@ -152,14 +152,22 @@ static void recount_file(const char *path, size_t max_rows, recount *rc)
 	shard_file_unmap(f);
 }
 
+/* make_dataset, then the batch_data over it (the tests' common start) */
+static batch_data *open_dataset(char *dir, size_t cap)
+{
+	make_dataset(dir, cap);
+	sft_error e = {0};
+	batch_data *d = batch_data_open(dir, &e);
+	if (!d) fail_msg("%s", e.msg);
+	return d;
+}
+
 static void test_per_file_and_total(void **state)
 {
 	(void)state;
 	char dir[512];
-	make_dataset(dir, sizeof dir);
 	sft_error e = {0};
-	batch_data *d = batch_data_open(dir, &e);
-	if (!d) fail_msg("%s", e.msg);
+	batch_data *d = open_dataset(dir, sizeof dir);
 	const char *names[3] = {"a.shard", "b.shard", "c.shard"};
 	recount want[3] = {{0}}, tot = {0};
 	for (int i = 0; i < 3; i++) {
@@ -218,10 +226,8 @@ static void test_max_rows(void **state)
 {
 	(void)state;
 	char dir[512];
-	make_dataset(dir, sizeof dir);
 	sft_error e = {0};
-	batch_data *d = batch_data_open(dir, &e);
-	if (!d) fail_msg("%s", e.msg);
+	batch_data *d = open_dataset(dir, sizeof dir);
 	char p[700];
 	recount a = {0}, b = {0};
 	snprintf(p, sizeof p, "%s/a.shard", dir);
@@ -272,10 +278,8 @@ static void test_progress_and_stop(void **state)
 {
 	(void)state;
 	char dir[512];
-	make_dataset(dir, sizeof dir);
 	sft_error e = {0};
-	batch_data *d = batch_data_open(dir, &e);
-	if (!d) fail_msg("%s", e.msg);
+	batch_data *d = open_dataset(dir, sizeof dir);
 	fake_ctx c = {.fail_at = -1};
 	prog_ctx pc = {0};
 	eval_loss_result r;
@@ -314,10 +318,8 @@ static void test_errors(void **state)
 {
 	(void)state;
 	char dir[512];
-	make_dataset(dir, sizeof dir);
 	sft_error e = {0};
-	batch_data *d = batch_data_open(dir, &e);
-	if (!d) fail_msg("%s", e.msg);
+	batch_data *d = open_dataset(dir, sizeof dir);
 	fake_ctx c = {.fail_at = 2};
 	eval_loss_result r;
 	assert_true(eval_loss_run(d, 2, 0, fake_forward, &c, NULL, NULL, &r, &e) < 0);
