@@ -299,6 +299,18 @@ gguf_file *gguf_open_mem(const void *buf, size_t len, const char *name, sft_erro
 	return parse(g, err);
 }
 
+int gguf_path_is_gguf(const char *path)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) return 0;
+	FILE *f = fopen(path, "rb");
+	if (!f) return 0;
+	char m[4] = {0};
+	int ok = fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+	fclose(f);
+	return ok;
+}
+
 gguf_file *gguf_open(const char *path, sft_error *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -62,6 +62,9 @@ typedef struct gguf_file {
 /* Opens and parses path. vocab-only files (no tensors, or data past EOF) are accepted;
  * tensor->data is NULL for tensors whose bytes are not in the file. */
 gguf_file *gguf_open(const char *path, sft_error *err);
+/* 1 when path is a regular file that starts with the GGUF magic (read: 4 bytes), else 0:
+ * how the model and tokenizer loaders tell a GGUF file from anything else, whatever its name. */
+int gguf_path_is_gguf(const char *path);
 /* Parses a buffer the caller keeps alive until gguf_close(). */
 gguf_file *gguf_open_mem(const void *buf, size_t len, const char *name, sft_error *err);
 void gguf_close(gguf_file *g); /* NULL safe */

@@ -842,21 +842,9 @@ int model_forward(const model *m, model_arena *a, const int32_t *tokens, const i
 	return 0;
 }
 
-int model_path_is_gguf(const char *path)
-{
-	struct stat sb;
-	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) return 0;
-	FILE *f = fopen(path, "rb");
-	if (!f) return 0;
-	char m[4] = {0};
-	int ok = fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-	fclose(f);
-	return ok;
-}
-
 model *model_load_any(const char *path, int *is_gguf, sft_error *err)
 {
-	int gguf = model_path_is_gguf(path);
+	int gguf = gguf_path_is_gguf(path);
 	if (is_gguf) *is_gguf = gguf;
 	if (gguf) return model_load_gguf(path, err);
 	struct stat sb;

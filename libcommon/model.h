@@ -129,8 +129,6 @@ model *model_load(const char *path, sft_error *err);
  * un-permuted; qwen2/qwen3 are stored unpermuted; gemma3: norm weights stored as 1 + w
  * turned back into w). Other architectures, or rope scaling in the GGUF: SFT_EXIT_DATA. */
 model *model_load_gguf(const char *path, sft_error *err);
-/* 1 when path is a regular file that starts with the GGUF magic, else 0. */
-int model_path_is_gguf(const char *path);
 /* What the tools take as a model path: a GGUF file (told by its magic, whatever its name),
  * else a Hugging Face model directory; a regular file that is not GGUF is SFT_EXIT_DATA.
  * is_gguf (or NULL): which of the two it was. */

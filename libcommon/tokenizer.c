@@ -8,6 +8,7 @@
  * bytes it came from, so offsets survive normalization and byte-level mapping.
  * Per-thread state (scratch buffers, PCRE2 match data, word cache) hangs off a
  * pthread key, so one tokenizer is safe to share between threads. */
+#include "gguf.h"
 #include "tokenizer_int.h"
 #include "utf8.h"
 
@@ -3077,15 +3078,8 @@ tokenizer *tokenizer_load(const char *path, sft_error *err)
 			return NULL;
 		}
 	} else {
-		/* sniff GGUF magic */
-		FILE *f = fopen(path, "rb");
-		char mg[4] = { 0 };
-		if (f) {
-			size_t r = fread(mg, 1, 4, f);
-			fclose(f);
-			if (r == 4 && !memcmp(mg, "GGUF", 4))
-				return tokenizer_load_gguf(path, err);
-		}
+		if (gguf_path_is_gguf(path))
+			return tokenizer_load_gguf(path, err);
 		jpath = tok_strndup(path, pl);
 		/* tokenizer_config.json beside it */
 		const char *slash = strrchr(path, '/');

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "gguf.h"
 #include "model.h"
 #include "threads.h"
 
@@ -561,7 +562,7 @@ static void test_gguf_tiny_llama(void **s)
 		while ((k = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(write(fd, buf, k), (ssize_t)k);
 		fclose(in);
 		close(fd);
-		assert_true(model_path_is_gguf(tmp) && !model_path_is_gguf(fixdir()));
+		assert_true(gguf_path_is_gguf(tmp) && !gguf_path_is_gguf(fixdir()));
 		int kind = -1;
 		model *a = model_load_any(tmp, &kind, &err);
 		if (!a) fail_msg("model_load_any(%s): %s", tmp, err.msg);
