@@ -111,7 +111,7 @@ void tsimd_drop_bits(uint16_t *bits, size_t n, uint64_t key, uint32_t thr)
 
 /* ---- masked products --------------------------------------------------------------------- */
 
-/* op: 0 dst = x*m(bits), 1 dst += x*m(bits), 2 dst = x*mask, 3 dst += x*mask, 4 dst = a*x */
+/* op: 0 dst = x*m(bits), 1 dst += x*m(bits), 2 dst = x*mask, 3 dst += x*mask */
 static void ew_generic(int op, float *dst, const float *x, const uint16_t *bits, const float *mask, float a,
 		       size_t i0, size_t i1)
 {
@@ -126,11 +126,8 @@ static void ew_generic(int op, float *dst, const float *x, const uint16_t *bits,
 	case 2:
 		for (size_t i = i0; i < i1; i++) dst[i] = x[i] * mask[i];
 		break;
-	case 3:
-		for (size_t i = i0; i < i1; i++) dst[i] += x[i] * mask[i];
-		break;
 	default:
-		for (size_t i = i0; i < i1; i++) dst[i] = a * x[i];
+		for (size_t i = i0; i < i1; i++) dst[i] += x[i] * mask[i];
 		break;
 	}
 }
@@ -158,15 +155,12 @@ T512 static void ew_avx512(int op, float *dst, const float *x, const uint16_t *b
 		for (; i < e; i += 16)
 			_mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(mask + i)));
 		break;
-	case 3:
+	default:
 		for (; i < e; i += 16) {
 			__m512 d = _mm512_loadu_ps(dst + i);
 			_mm512_storeu_ps(dst + i, _mm512_add_ps(d, _mm512_mul_ps(_mm512_loadu_ps(x + i),
 										  _mm512_loadu_ps(mask + i))));
 		}
-		break;
-	default:
-		for (; i < e; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(va, _mm512_loadu_ps(x + i)));
 		break;
 	}
 	if (e < i1) ew_generic(op, dst, x, bits, mask, a, e, i1);
@@ -231,8 +225,6 @@ void tsimd_mask_mul_add(float *dst, const float *g, const uint16_t *bits, float 
 void tsimd_mul(float *dst, const float *x, const float *mask, size_t n) { ew(2, dst, x, NULL, mask, 0, n); }
 
 void tsimd_mul_add(float *dst, const float *g, const float *mask, size_t n) { ew(3, dst, g, NULL, mask, 0, n); }
-
-void tsimd_scale(float *dst, const float *x, float a, size_t n) { ew(4, dst, x, NULL, NULL, a, n); }
 
 /* ---- SwiGLU -------------------------------------------------------------------------------- */
 

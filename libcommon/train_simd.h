@@ -27,8 +27,6 @@ void tsimd_mask_mul_add(float *dst, const float *g, const uint16_t *bits, float 
 void tsimd_mul(float *dst, const float *x, const float *mask, size_t n);
 /* dst[i] += g[i] * mask[i]. */
 void tsimd_mul_add(float *dst, const float *g, const float *mask, size_t n);
-/* dst[i] = a * x[i]. */
-void tsimd_scale(float *dst, const float *x, float a, size_t n);
 
 /* SwiGLU: out = silu(gate) * up; backward dgate = dout * up * silu'(gate),
  * dup = dout * silu(gate) (both written, not accumulated; either may be NULL). The exp is
