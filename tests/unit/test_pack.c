@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,9 +226,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-	return system(cmd);
+	return test_rm_rf(g_dir);
 }
 
 typedef struct corpus {

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +26,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-	return system(cmd);
+	return test_rm_rf(g_dir);
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
