@@ -1,6 +1,7 @@
 /* extract.c - filter chains and exact match for sft-eval (see extract.h). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "extract.h"
+#include "jsonl.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -22,40 +23,30 @@ struct ev_step {
 
 /* ---- small strings ---- */
 
+/* A string being built: libcommon's growable json_buf, with an out-of-memory flag that
+ * sticks so that callers check once, at sb_take. */
 typedef struct sbuf {
-	char *p;
-	size_t n, cap;
+	json_buf j;
 	int oom;
 } sbuf;
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-	if (b->oom) return;
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap * 2 : 64;
-		while (nc < b->n + n + 1) nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	if (n) memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	if (!b->oom && json_buf_put(&b->j, s, n) < 0) b->oom = 1;
 }
 
+/* The NUL-terminated string (the caller frees it), or NULL when out of memory. */
 static char *sb_take(sbuf *b)
 {
+	sb_put(b, "", 1);
 	if (b->oom) {
-		free(b->p);
+		free(b->j.buf);
 		return NULL;
 	}
-	if (!b->p) sb_put(b, "", 0);
-	return b->oom ? NULL : b->p;
+	return b->j.buf;
 }
+
+static void sb_free(sbuf *b) { free(b->j.buf); }
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -302,7 +293,7 @@ static char *read_value(parser *p, int *quoted)
 		for (;;) {
 			char c = p->s[p->i];
 			if (!c) {
-				free(b.p);
+				sb_free(&b);
 				perr(p, "unterminated quoted string");
 				return NULL;
 			}
@@ -624,7 +615,7 @@ static char *remove_matches(const pcre2_code *re, const char *s)
 	sub_ctx c = {.b = &b};
 	size_t len = strlen(s);
 	if (for_each_match(re, s, len, sub_cb, &c) == -1) {
-		free(b.p);
+		sb_free(&b);
 		return NULL;
 	}
 	sb_put(&b, s + c.last, len - c.last);
