@@ -500,6 +500,8 @@ int json_dump_compact(const json_t *v, char **buf, size_t *len, size_t *cap)
 	return rc;
 }
 
+json_t *json_real_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
 int json_write_compact(FILE *fp, const json_t *v)
 {
 	/* a per-thread scratch buffer keeps the hot path allocation-free */

@@ -46,6 +46,9 @@ json_t *json_parse_fast(const char *buf, size_t len);
 
 /* Compact serialization (see above). Returns 0 or -1 on write error. */
 int json_write_compact(FILE *fp, const json_t *v);
+/* A JSON number for x, or null when x is NaN or infinite (jansson's json_real refuses
+ * those). New reference. */
+json_t *json_real_or_null(double x);
 /* Appends the serialization to a growable buffer (*buf, *len, *cap; realloc'ed). */
 int json_dump_compact(const json_t *v, char **buf, size_t *len, size_t *cap);
 /* A growable output buffer (not NUL-terminated by these; json_dump_compact is). */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,21 @@ static void test_writer_bytes(void **state)
 	json_decref(v);
 }
 
+/* json_real_or_null: finite numbers as reals, NaN and infinities as null */
+static void test_real_or_null(void **state)
+{
+	(void)state;
+	json_t *v = json_real_or_null(1.5);
+	assert_true(json_is_real(v) && json_real_value(v) == 1.5);
+	json_decref(v);
+	double bad[3] = {NAN, INFINITY, -INFINITY};
+	for (int i = 0; i < 3; i++) {
+		v = json_real_or_null(bad[i]);
+		assert_true(json_is_null(v));
+		json_decref(v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_scan_positions),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_writer_bytes),
+		cmocka_unit_test(test_real_or_null),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,6 @@
 #include "jsonl.h"
 #include "log.h"
 
-json_t *rep_real(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
 static double num(const json_t *o, const char *k)
 {
 	const json_t *v = json_object_get(o, k);

@@ -24,8 +24,4 @@ json_t *rep_load_summary(const char *path, sft_error *err);
 /* Writes v compactly (+ newline) to path atomically ("-" = stdout). */
 int rep_write_json(const char *path, const json_t *v, sft_error *err);
 
-/* A number for JSON: NaN/inf become null. New reference. */
-json_t *rep_real(double x);
-
-
 #endif

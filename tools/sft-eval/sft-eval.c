@@ -420,10 +420,10 @@ static json_t *part_json(const eval_loss_part *p, int with_name)
 	json_object_set_new(o, "tokens", json_integer((json_int_t)p->tokens));
 	json_object_set_new(o, "targets", json_integer((json_int_t)p->n_targets));
 	json_object_set_new(o, "correct", json_integer((json_int_t)p->n_correct));
-	json_object_set_new(o, "loss_sum", rep_real(p->loss_sum));
-	json_object_set_new(o, "loss", rep_real(p->loss));
-	json_object_set_new(o, "ppl", rep_real(p->ppl));
-	json_object_set_new(o, "accuracy", rep_real(p->accuracy));
+	json_object_set_new(o, "loss_sum", json_real_or_null(p->loss_sum));
+	json_object_set_new(o, "loss", json_real_or_null(p->loss));
+	json_object_set_new(o, "ppl", json_real_or_null(p->ppl));
+	json_object_set_new(o, "accuracy", json_real_or_null(p->accuracy));
 	return o;
 }
 
@@ -497,8 +497,8 @@ static int run_loss(opts *o)
 	json_object_set_new(set, "fingerprint_check", json_boolean(!o->no_fp));
 	json_object_set_new(s, "settings", set);
 	json_t *tm = json_object();
-	json_object_set_new(tm, "seconds", rep_real(secs));
-	json_object_set_new(tm, "tokens_per_s", rep_real(secs > 0 ? (double)r.total.tokens / secs : NAN));
+	json_object_set_new(tm, "seconds", json_real_or_null(secs));
+	json_object_set_new(tm, "tokens_per_s", json_real_or_null(secs > 0 ? (double)r.total.tokens / secs : NAN));
 	json_object_set_new(s, "timings", tm);
 	emit_summary(o, s, 1);
 	log_info("%zu rows, %llu targets: loss %.6f, ppl %.4f, accuracy %.4f (%.1fs)%s", r.total.rows,
@@ -1022,13 +1022,13 @@ static int run_generate(opts *o)
 	json_t *acc = json_object(), *cl = json_array();
 	for (int c = 0; c < n_chains; c++) {
 		double a = s.n ? (double)s.correct[c] / (double)s.n : NAN;
-		json_object_set_new(acc, chains[c].name, rep_real(a));
+		json_object_set_new(acc, chains[c].name, json_real_or_null(a));
 		json_t *cj = json_object();
 		json_object_set_new(cj, "name", json_string(chains[c].name));
 		json_object_set_new(cj, "filter", json_string(chains[c].spec));
 		json_object_set_new(cj, "n", json_integer((json_int_t)s.n));
 		json_object_set_new(cj, "correct", json_integer(s.correct[c]));
-		json_object_set_new(cj, "accuracy", rep_real(a));
+		json_object_set_new(cj, "accuracy", json_real_or_null(a));
 		json_array_append_new(cl, cj);
 	}
 	json_object_set_new(sum, "accuracy", acc);
@@ -1036,11 +1036,11 @@ static int run_generate(opts *o)
 	json_t *set = settings_common(o);
 	json_object_set_new(set, "max_new_tokens", json_integer(gcfg.max_new_tokens));
 	json_object_set_new(set, "do_sample", json_boolean(gcfg.do_sample && gcfg.temperature > 0));
-	json_object_set_new(set, "temperature", rep_real(gcfg.temperature));
+	json_object_set_new(set, "temperature", json_real_or_null(gcfg.temperature));
 	json_object_set_new(set, "top_k", json_integer(gcfg.top_k));
-	json_object_set_new(set, "top_p", rep_real(gcfg.top_p));
-	json_object_set_new(set, "min_p", rep_real(gcfg.min_p));
-	json_object_set_new(set, "repetition_penalty", rep_real(gcfg.repetition_penalty));
+	json_object_set_new(set, "top_p", json_real_or_null(gcfg.top_p));
+	json_object_set_new(set, "min_p", json_real_or_null(gcfg.min_p));
+	json_object_set_new(set, "repetition_penalty", json_real_or_null(gcfg.repetition_penalty));
 	json_object_set_new(set, "seed", json_integer((json_int_t)seed));
 	json_object_set_new(set, "stop", string_array(o->stops, o->n_stops));
 	json_object_set_new(set, "gold_field", o->gold_field ? json_string(o->gold_field) : json_null());
@@ -1054,12 +1054,12 @@ static int run_generate(opts *o)
 	json_object_set_new(sum, "settings", set);
 	json_object_set_new(sum, "model_info", model_info);
 	json_t *tm = json_object();
-	json_object_set_new(tm, "load_seconds", rep_real(t0 - t_start));
-	json_object_set_new(tm, "seconds", rep_real(secs));
-	json_object_set_new(tm, "items_per_s", rep_real(secs > 0 ? (double)s.n / secs : NAN));
+	json_object_set_new(tm, "load_seconds", json_real_or_null(t0 - t_start));
+	json_object_set_new(tm, "seconds", json_real_or_null(secs));
+	json_object_set_new(tm, "items_per_s", json_real_or_null(secs > 0 ? (double)s.n / secs : NAN));
 	json_object_set_new(tm, "prompt_tokens", json_integer((json_int_t)s.prompt_tokens));
 	json_object_set_new(tm, "output_tokens", json_integer((json_int_t)s.output_tokens));
-	json_object_set_new(tm, "output_tokens_per_s", rep_real(secs > 0 ? (double)s.output_tokens / secs : NAN));
+	json_object_set_new(tm, "output_tokens_per_s", json_real_or_null(secs > 0 ? (double)s.output_tokens / secs : NAN));
 	json_object_set_new(sum, "timings", tm);
 	emit_summary(o, sum, 0);
 	char accs[512] = "";

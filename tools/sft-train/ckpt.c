@@ -358,11 +358,6 @@ out:
 
 /* ---- trainer_state.json ---- */
 
-static json_t *jreal_or_null(double v)
-{
-	return isfinite(v) ? json_real(v) : json_null();
-}
-
 static json_t *state_json(st_run *r)
 {
 	const st_cfg *c = r->cfg;
@@ -410,7 +405,7 @@ static json_t *state_json(st_run *r)
 	json_object_set_new(sch, "next_lr", json_real(lr_at(&r->sched, s->global_step)));
 	json_object_set_new(x, "scheduler", sch);
 	json_object_set_new(x, "patience_counter", json_integer(s->patience_counter));
-	json_object_set_new(x, "last_eval_loss", jreal_or_null(s->last_eval_loss));
+	json_object_set_new(x, "last_eval_loss", json_real_or_null(s->last_eval_loss));
 	json_object_set_new(x, "last_eval_step", json_integer(s->last_eval_step));
 	json_object_set_new(x, "win_loss", json_real(s->win_loss));
 	json_object_set_new(x, "win_steps", json_integer(s->win_steps));

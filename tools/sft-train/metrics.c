@@ -162,14 +162,14 @@ int metrics_log_train(st_run *r, double lr, double grad_norm, sft_error *err)
 	json_object_set_new(o, "tokens", json_integer((json_int_t)s->tokens_seen));
 	json_object_set_new(o, "trained_tokens", json_integer((json_int_t)s->targets_seen));
 	json_object_set_new(o, "tokens_per_s", json_real(tps));
-	json_object_set_new(o, "accuracy", isnan(acc) ? json_null() : json_real(acc));
+	json_object_set_new(o, "accuracy", json_real_or_null(acc));
 	if (emit(r, o, err) < 0)
 		return -1;
 	json_t *h = history_new(s);
 	json_object_set_new(h, "grad_norm", json_real(grad_norm));
 	json_object_set_new(h, "learning_rate", json_real(lr));
 	json_object_set_new(h, "loss", json_real(loss));
-	json_object_set_new(h, "mean_token_accuracy", isnan(acc) ? json_null() : json_real(acc));
+	json_object_set_new(h, "mean_token_accuracy", json_real_or_null(acc));
 	json_object_set_new(h, "num_tokens", json_integer((json_int_t)s->tokens_seen));
 	history_push(s, h);
 	tb(r, "train/loss", loss);
@@ -196,15 +196,15 @@ int metrics_log_eval(st_run *r, double loss, double acc, uint64_t tokens, double
 	json_t *o = json_object();
 	json_object_set_new(o, "step", json_integer(s->global_step));
 	json_object_set_new(o, "epoch", json_real(s->epoch));
-	json_object_set_new(o, "eval_loss", isfinite(loss) ? json_real(loss) : json_null());
-	json_object_set_new(o, "eval_accuracy", isfinite(acc) ? json_real(acc) : json_null());
+	json_object_set_new(o, "eval_loss", json_real_or_null(loss));
+	json_object_set_new(o, "eval_accuracy", json_real_or_null(acc));
 	json_object_set_new(o, "eval_tokens", json_integer((json_int_t)tokens));
 	json_object_set_new(o, "eval_seconds", json_real(secs));
 	if (emit(r, o, err) < 0)
 		return -1;
 	json_t *h = history_new(s);
-	json_object_set_new(h, "eval_loss", isfinite(loss) ? json_real(loss) : json_null());
-	json_object_set_new(h, "eval_mean_token_accuracy", isfinite(acc) ? json_real(acc) : json_null());
+	json_object_set_new(h, "eval_loss", json_real_or_null(loss));
+	json_object_set_new(h, "eval_mean_token_accuracy", json_real_or_null(acc));
 	json_object_set_new(h, "eval_runtime", json_real(secs));
 	json_object_set_new(h, "eval_num_tokens", json_integer((json_int_t)tokens));
 	history_push(s, h);
